@@ -1,5 +1,5 @@
 """Packaging checks that cannot live in a notebook: shipped presets, console scripts, module imports."""
-import importlib, importlib.resources, pkgutil
+import configparser, importlib, importlib.resources, pkgutil
 from pathlib import Path
 
 import clapp
@@ -26,3 +26,13 @@ def test_every_module_imports():
     mods = [m.name for m in pkgutil.iter_modules(clapp.__path__) if not m.name.startswith('_')]
     assert 'config' in mods
     for m in mods: importlib.import_module(f'clapp.{m}')
+
+
+def test_console_scripts_point_at_callables():
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ROOT / 'settings.ini')
+    for entry in cfg['DEFAULT']['console_scripts'].split():
+        name, target = entry.split('=')
+        mod, fn = target.split(':')
+        m = importlib.import_module(mod)
+        assert callable(getattr(m, fn)), f'{name} -> {target} is not callable'

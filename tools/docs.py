@@ -54,7 +54,8 @@ def process_notebook(src: Path, dst: Path, timeout: float = 900) -> list:
     dst.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MPLBACKEND='Agg', PYTHONWARNINGS='default')
     cmd = [sys.executable, str(Path(__file__).resolve()), '_process', str(src.resolve()), str(dst.resolve())]
-    try: p = subprocess.run(cmd, cwd=src.parent, env=env, capture_output=True, text=True, timeout=timeout)
+    cwd = src.parent if src.resolve().is_relative_to(ROOT) else ROOT  # like nbdev_test; nbdev needs settings.ini above
+    try: p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired: raise DocsError(f'{_rel(src)}: nbdev processing took more than {timeout:.0f}s')
     if p.returncode != 0 or not dst.exists():
         raise DocsError(f'{_rel(src)}: nbdev could not process it for the docs (nbdev_docs fails the same way):\n'
@@ -88,12 +89,12 @@ def _process_main(src: str, dst: str):
     nbdev.serve_drv.main((Path(src), Path(dst), FilterDefaults))
 
 
-def process_notebooks(srcs: list, dest: Path, base: Path, workers: int = 0) -> dict:
+def process_notebooks(srcs: list, dest: Path, base: Path, workers: int = 0, timeout: float = 300) -> dict:
     "Process `srcs` (under `base`) into `dest` in parallel; {src: processed path}; every failure is reported at once"
     workers = workers or max(1, min(len(srcs), os.cpu_count() or 1))
     out, errors, warns = {}, [], []
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
-        futs = {ex.submit(process_notebook, s, dest/s.relative_to(base)): s for s in srcs}
+        futs = {ex.submit(process_notebook, s, dest/s.relative_to(base), timeout): s for s in srcs}
         for f in concurrent.futures.as_completed(futs):
             s = futs[f]
             try:
@@ -168,6 +169,7 @@ def apply_quarto_options(nb, target: str = 'html') -> dict:
         elif c.cell_type == 'code':
             opts, c.source = _cell_options(src)
             if opts.get('include') is False: continue
+            if re.match(r'\s*show_doc\(', c.source): c.metadata['tags'] = [*c.metadata.get('tags', []), 'clapp-showdoc']
             if opts.get('output') is False: c.outputs = []
             if opts.get('echo') is False or not c.source.strip():
                 c.metadata.setdefault('transient', {})['remove_source'] = True
@@ -449,7 +451,7 @@ def _nav_html(items: list, pages: dict, current: Page) -> str:
     out = ['<ul class="nav">']
     for it in items:
         if it[0] == 'page': out.append(link(it[1]))
-        else:
+        elif any(r in pages for r in it[2]):
             out.append(f'<li class="nav-section"><span>{html.escape(it[1])}</span><ul>')
             out += [link(r) for r in it[2]]
             out.append('</ul></li>')
@@ -590,6 +592,8 @@ pre code { background: none; padding: 0; }
 .rendered_html img { max-width: 100%; }
 .output_markdown hr { border: 0; border-top: 1px solid var(--line); margin: 1.5rem 0 .5rem; }
 .source-link { float: right; font-size: .85rem; }
+.clapp-showdoc .output_wrapper { margin-left: 0; border-left: 0; }
+.clapp-showdoc .output_markdown > hr:first-child { margin-top: 1rem; }
 details.code-fold > summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
 .footer { border-top: 1px solid var(--line); padding: 1rem 1.5rem; color: var(--muted); font-size: .85rem; text-align: center; }
 @media (max-width: 1100px) { .layout { grid-template-columns: 13rem minmax(0, 1fr); } .toc { display: none; } }
@@ -597,8 +601,8 @@ details.code-fold > summary { cursor: pointer; color: var(--muted); font-size: .
 """
 
 
-def build_site(out: Path, workers: int = 0) -> dict:
-    "Build the static docs site into `out`; returns {'pages': [...], 'warnings': [...]}"
+def build_site(out: Path, workers: int = 0, only: str = '', timeout: float = 300) -> dict:
+    "Build the static docs site into `out` (only notebooks matching glob `only`, if given); {'pages', 'warnings'}"
     from pygments.formatters import HtmlFormatter
     s, nbs = settings(), nbs_path()
     out = Path(out).resolve()
@@ -617,10 +621,14 @@ def build_site(out: Path, workers: int = 0) -> dict:
     notebooks = all_notebooks(nbs)
     for p in notebooks:
         if p.relative_to(nbs).as_posix() not in listed: warnings.append(f'{_rel(p)} is not in sidebar.yml (rendered, not linked)')
+    if only:
+        globs = [g.strip() for g in only.split(',') if g.strip()]
+        notebooks = [p for p in notebooks if any(p.relative_to(nbs).match(g) for g in globs)]
+        if not notebooks: raise DocsError(f'no notebook under {_rel(nbs)} matches {only!r}')
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='clapp-proc-') as tmp:
-        processed = process_notebooks(notebooks, Path(tmp), nbs, workers)
+        processed = process_notebooks(notebooks, Path(tmp), nbs, workers, timeout)
         print(f'processed {len(processed)} notebooks with nbdev in {time.monotonic() - t0:.0f}s', file=sys.stderr)
         pages, exp = {}, _html_exporter()
         for src in notebooks:
@@ -674,6 +682,8 @@ def main(argv=None) -> int:
     st = sub.add_parser('site', help='build the static docs site (sidebar, search) without Quarto')
     st.add_argument('--out', default='_site', help='output folder (default _site, git-ignored)')
     st.add_argument('--workers', type=int, default=0, help='notebooks processed at once (default: CPU count)')
+    st.add_argument('--only', default='', help="only the notebooks matching these globs, e.g. 'index.ipynb,03_*' (a quick look at some pages)")
+    st.add_argument('--timeout', type=float, default=300, help='seconds nbdev may spend on one notebook (default 300)')
     p = sub.add_parser('_process')  # internal: one notebook through nbdev's processors (see process_notebook)
     p.add_argument('src'); p.add_argument('dst')
     a = ap.parse_args(argv)
@@ -682,7 +692,7 @@ def main(argv=None) -> int:
     try:
         if a.cmd == 'readme': return readme(a.engine, a.check)
         if a.cmd == 'site':
-            res = build_site(ROOT/a.out if not Path(a.out).is_absolute() else Path(a.out), a.workers)
+            res = build_site(ROOT/a.out if not Path(a.out).is_absolute() else Path(a.out), a.workers, a.only, a.timeout)
             print(f'wrote {len(res["pages"])} pages to {a.out}/ (open {a.out}/index.html, or serve it: '
                   f'python -m http.server -d {a.out})')
             return 0

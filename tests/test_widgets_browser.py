@@ -1,0 +1,124 @@
+"""Real-browser test of the widgets dashboard: Voila serves tests/widgets_dashboard.ipynb on 127.0.0.1,
+headless Chromium (the machine's, driven by Playwright) edits a config value, trains a few steps and
+checks that the progress, the loss plot and the image grid changed, then that the comparison shows.
+Screenshots go to test-artifacts/widgets/."""
+import os, shutil, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = Path(__file__).resolve().parent/'widgets_dashboard.ipynb'
+ARTIFACTS = ROOT/'test-artifacts'/'widgets'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+pytestmark = pytest.mark.skipif(shutil.which('chromium') is None, reason='needs the chromium package (apt-get install chromium)')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url, proc, timeout=90):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None: raise RuntimeError(f'voila exited with code {proc.returncode}')
+        try:
+            urllib.request.urlopen(url + 'api', timeout=5)  # any answer (even 404) means the server is up; '/' would run the notebook
+            return
+        except urllib.error.HTTPError: return  # the server answers
+        except OSError: time.sleep(0.3)
+    raise TimeoutError(f'voila did not answer on {url} within {timeout}s')
+
+
+@pytest.fixture
+def voila_url(tmp_path):
+    "Voila serving the dashboard notebook on 127.0.0.1 (its process group is always killed at the end)"
+    port, runs = _free_port(), tmp_path/'runs'
+    env = dict(os.environ, CLAPP_DASHBOARD_OUT=str(runs))
+    log = open(tmp_path/'voila.log', 'w')
+    proc = subprocess.Popen([sys.executable, '-m', 'voila', '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1',
+                             '--ServerApp.open_browser=False', str(NOTEBOOK)],
+                            cwd=NOTEBOOK.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f'http://127.0.0.1:{port}/'
+        _wait_http(url, proc)
+        yield url, runs
+    finally:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):  # voila and the kernels it started
+            if proc.poll() is not None: break
+            try: os.killpg(proc.pid, sig)
+            except ProcessLookupError: break
+            try: proc.wait(wait)
+            except subprocess.TimeoutExpired: pass
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path/'voila.log', ARTIFACTS/'voila.log')
+
+
+def _img_src(page, cls):
+    return page.eval_on_selector(f'.{cls} img, img.{cls}', 'e => e.getAttribute("src") || ""')
+
+
+def test_dashboard_in_browser(voila_url):
+    from playwright.sync_api import sync_playwright, expect
+    url, runs = voila_url
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which('chromium'), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+            page.goto(url, timeout=120_000)
+            page.wait_for_selector('.clapp-dashboard', timeout=120_000)
+            expect(page.locator('.clapp-editor-status')).to_contain_text('valid config')
+
+            # edit a config value in the form: train.max_iterations 8 -> 12
+            page.get_by_text('train: training', exact=True).click()
+            box = page.locator('.clapp-field-train-max_iterations input')
+            expect(box).to_be_visible()
+            expect(box).to_have_value('8')
+            box.fill('12')
+            box.press('Enter')
+            expect(page.locator('.clapp-editor-status')).to_contain_text('valid config')
+            page.screenshot(path=str(ARTIFACTS/'1_config.png'), full_page=True)
+
+            # an invalid value shows its error beside the field, and fixing it clears the error
+            mn = page.locator('.clapp-field-train-min_iterations input')
+            mn.fill('50'); mn.press('Enter')
+            expect(page.locator('.clapp-error').filter(has_text='train.min_iterations')).to_be_visible()
+            expect(page.locator('.clapp-editor-status')).to_contain_text('must be <= train.max_iterations')
+            page.screenshot(path=str(ARTIFACTS/'2_config_error.png'), full_page=True)
+            mn.fill('4'); mn.press('Enter')
+            expect(page.locator('.clapp-editor-status')).to_contain_text('valid config')
+
+            # train
+            page.locator('.lm-TabBar-tab', has_text='Train').click()
+            expect(page.locator('.clapp-train-start')).to_be_visible()
+            plot0, grid0 = _img_src(page, 'clapp-train-plot'), _img_src(page, 'clapp-train-grid')
+            page.locator('.clapp-train-start').click()
+            expect(page.locator('.clapp-train-message')).to_contain_text('Training ended', timeout=150_000)
+            expect(page.locator('.clapp-train-info')).to_contain_text('step 12/12')
+            page.wait_for_function(
+                '([a, b]) => { const p = document.querySelector(".clapp-train-plot img, img.clapp-train-plot");'
+                ' const g = document.querySelector(".clapp-train-grid img, img.clapp-train-grid");'
+                ' return p && g && p.getAttribute("src") !== a && (g.getAttribute("src") || "") !== b && g.naturalWidth > 0; }',
+                arg=[plot0, grid0], timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS/'3_train.png'), full_page=True)
+
+            # the edited value reached the run
+            cfgs = list(runs.glob('**/config.yaml'))
+            assert len(cfgs) == 1, cfgs
+            assert yaml.safe_load(cfgs[0].read_text())['train']['max_iterations'] == 12
+
+            # the trained model went to the comparison
+            page.locator('.lm-TabBar-tab', has_text='Compare').click()
+            expect(page.locator('.clapp-compare-info')).to_contain_text('PSNR', timeout=30_000)
+            page.wait_for_function('() => { const v = document.querySelector(".clapp-compare-view img, img.clapp-compare-view");'
+                                   ' return v && v.naturalWidth > 0; }', timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS/'4_compare.png'), full_page=True)
+        finally:
+            browser.close()
