@@ -40,7 +40,9 @@ class Goal:
         else: met = None if v is None else bool(v >= self.target if self.op == '>=' else v <= self.target)
         return dict(label=self.label, key=self.key, value=v, op=self.op, target=self.target, met=met)
 
-def dig(d:dict, key:str):
+def dig(d:dict, # nested dicts, e.g. a report
+        key:str, # dotted path, e.g. `speed.train.samples_per_s`
+       ):
     "The value at dotted `key` of nested dict `d`, or None where any part is missing"
     for k in key.split('.'):
         if not isinstance(d, dict) or k not in d: return None
@@ -94,17 +96,24 @@ def machine_info() -> dict:
                 torch=torch.__version__, cv2=cv2.__version__, numpy=np.__version__)
 
 # %% ../nbs/09_bench.ipynb #c03ffdfb
-def to_uint8(x:torch.Tensor) -> np.ndarray:
+def to_uint8(x:torch.Tensor, # float N,C,H,W in [0,1] (clamped)
+            ) -> np.ndarray:
     "Float N,C,H,W in [0,1] -> uint8 N,H,W,C, rounded as `predict` does"
     return (x.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
-def edge_f1(pred:torch.Tensor, target:torch.Tensor, threshold:float=0.5) -> float:
+def edge_f1(pred:torch.Tensor, # model outputs in [0,1]
+            target:torch.Tensor, # cv2 edge maps (0 or 1), same shape
+            threshold:float=0.5, # values above it are edge pixels
+           ) -> float:
     "F1 of edge pixels: `pred > threshold` against `target > threshold`"
     p, t = pred > threshold, target > threshold
     tp, fp, fn = (p & t).sum().item(), (p & ~t).sum().item(), (~p & t).sum().item()
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
-def quality_metrics(pred:torch.Tensor, target:torch.Tensor, edges:bool=False) -> dict:
+def quality_metrics(pred:torch.Tensor, # model outputs, float N,C,H,W (clamped to [0,1])
+                    target:torch.Tensor, # cv2 targets, same shape
+                    edges:bool=False, # also the edge F1 (for binary edge maps)
+                   ) -> dict:
     "L2, PSNR, SSIM (and edge F1 when `edges`) of `pred` against `target`, both float N,C,H,W in [0,1]"
     from skimage.metrics import structural_similarity
     pred, target = pred.detach().float().clamp(0, 1).cpu(), target.detach().float().cpu()
@@ -136,12 +145,15 @@ class BenchPlan:
     valid_interval: int = 50  # steps between validations in quality runs (they only log: the stop rule is off)
 
 PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=20, stop_seconds=45, train_steps=60,
-                            buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=2000, tiled_size=8192),
+                            buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=2000, tiled_size=2048),
          'full': BenchPlan('full', quality_steps=4000, quality_seconds=600, stop_seconds=300, train_steps=300,
                            buffer_pairs=3000, repeats=5, memory_steps=20, memory_valid_pairs=8000, tiled_size=8192)}
 
 # %% ../nbs/09_bench.ipynb #f475e5eb
-def filter_config(name:str, base='samples', overrides=()) -> Config:
+def filter_config(name:str, # a registered filter, e.g. `sobel_3`
+                  base='samples', # preset name or YAML file to start from
+                  overrides=(), # `key=value` strings applied to `base`
+                 ) -> Config:
     "Preset `base` (with `key=value` `overrides`) set up to learn filter `name`"
     from clapp.filters import get_filter
     d = config_dict(load_config(base, list(overrides)))
@@ -149,7 +161,9 @@ def filter_config(name:str, base='samples', overrides=()) -> Config:
     d['model']['output_channels'] = get_filter(name).out_channels
     return config_from_dict(d)
 
-def budget_overrides(steps:int, stages:int) -> list:
+def budget_overrides(steps:int, # training steps in all
+                     stages:int, # resolution stages they are split over (the config's `num_resolutions`)
+                    ) -> list:
     "Overrides that train exactly `steps` in all (split over `stages`) with the stop rule off"
     per = max(1, steps // stages)
     return [f'train.max_iterations={per}', f'train.min_iterations={per}']
@@ -168,25 +182,38 @@ class _Clock:
 
 # %% ../nbs/09_bench.ipynb #e76a5832
 @torch.no_grad()
-def predict_batch(model:torch.nn.Module, x:torch.Tensor, batch:int=8) -> torch.Tensor:
+def predict_batch(model:torch.nn.Module, # a CLAPP model (its device is used)
+                  x:torch.Tensor, # inputs, float N,C,H,W in [0,1]
+                  batch:int=8, # crops per forward pass
+                 ) -> torch.Tensor:
     "The model's output for float N,C,H,W `x`, clamped to [0,1], on the CPU"
     model.eval()
     dev = next(model.parameters()).device
     return torch.cat([model(x[i:i+batch].to(dev)).float().clamp(0, 1).cpu() for i in range(0, len(x), batch)])
 
-def quality_grid(model:torch.nn.Module, x:torch.Tensor, name:str, n:int=2) -> np.ndarray:
+def quality_grid(model:torch.nn.Module, # the trained model
+                 x:torch.Tensor, # validation inputs, float N,C,H,W in [0,1]
+                 name:str, # the filter the model imitates
+                 n:int=2, # crops (rows) to show
+                ) -> np.ndarray:
     "`clapp.infer.compare_grid` rows (input | cv2 | model | difference) for the first `n` crops of `x`"
     from clapp.infer import compare_grid
     return np.concatenate([compare_grid(model, img, target_filter=name)['grid'] for img in to_uint8(x[:n])], 0)
 
-def save_png(path, rgb:np.ndarray) -> str:
+def save_png(path, # file to write (its folder is created)
+             rgb:np.ndarray, # uint8 HxWx3 RGB
+            ) -> str:
     "Write an RGB uint8 array as PNG; returns the path"
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return str(path)
 
 # %% ../nbs/09_bench.ipynb #fdcf02c8
-def bench_quality(name:str, plan:BenchPlan, out=None, prefix:str='bench') -> dict:
+def bench_quality(name:str, # the filter to learn
+                  plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                  out=None, # folder for the comparison grid PNG (None: no grid)
+                  prefix:str='bench', # start of the grid's file name
+                 ) -> dict:
     "Train filter `name` on the samples preset for `plan`'s budget; its metrics on the fixed validation set"
     from clapp.train import train
     from clapp.data import fixed_set
@@ -208,14 +235,17 @@ def bench_quality(name:str, plan:BenchPlan, out=None, prefix:str='bench') -> dic
     return row
 
 # %% ../nbs/09_bench.ipynb #2c20047b
-def bench_stop(plan:BenchPlan) -> dict:
+def bench_stop(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+              ) -> dict:
     "Seconds (and steps) until `sobel_3` on the samples preset reaches the original stop rule, on the CPU"
     from clapp.train import time_to_stop
     cfg = filter_config('sobel_3', 'samples', ['train.device=cpu'])
     return dict(time_to_stop(cfg, max_seconds=plan.stop_seconds), max_seconds=plan.stop_seconds)
 
 # %% ../nbs/09_bench.ipynb #719b46bd
-def bench_train(plan:BenchPlan, warmup:int=5) -> dict:
+def bench_train(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                warmup:int=5, # first steps left out of the timing
+               ) -> dict:
     "Training steps/s and samples/s of `sobel_3` on the samples preset (first stage, CPU)"
     from clapp.train import train
     cfg = filter_config('sobel_3', 'samples', ['train.device=cpu', 'num_resolutions=1'] +
@@ -230,7 +260,9 @@ def bench_train(plan:BenchPlan, warmup:int=5) -> dict:
                 step_only_per_s=only, step_only_samples_per_s=only * b if only else None)
 
 # %% ../nbs/09_bench.ipynb #a9f8bc31
-def bench_buffer(plan:BenchPlan, producers:int=1) -> dict:
+def bench_buffer(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                 producers:int=1, # producer threads filling the buffer
+                ) -> dict:
     "Pairs/s the `PairBuffer` produces for `sobel_3` at 32 from 48 and 224 from 256 (samples source)"
     from clapp.data import benchmark_buffer
     out = {}
@@ -240,7 +272,10 @@ def bench_buffer(plan:BenchPlan, producers:int=1) -> dict:
     return out
 
 # %% ../nbs/09_bench.ipynb #54df6a2e
-def best_time(fn, repeats:int=3, sync=None) -> float:
+def best_time(fn, # what to time, called without arguments
+              repeats:int=3, # timed calls (at least one)
+              sync=None, # called before and after each timed call, e.g. `torch.cuda.synchronize`
+             ) -> float:
     "Best wall time in seconds of `repeats` calls of `fn`, after one warm-up call"
     fn()
     times = []
@@ -251,7 +286,8 @@ def best_time(fn, repeats:int=3, sync=None) -> float:
         times.append(time.perf_counter() - t)
     return min(times)
 
-def sample_picture(size:int) -> np.ndarray:
+def sample_picture(size:int, # side of the square picture in pixels
+                  ) -> np.ndarray:
     "A natural uint8 RGB picture of `size` x `size` (a sample image, resized)"
     from clapp.data import load_sample_images
     img = max(load_sample_images('all').values(), key=lambda a: a.shape[0] * a.shape[1])
@@ -260,7 +296,8 @@ def sample_picture(size:int) -> np.ndarray:
 def _devices() -> list: return ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 @torch.inference_mode()
-def bench_inference(plan:BenchPlan) -> dict:
+def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                   ) -> dict:
     "The network's size and cost, and rows of Mpixel/s for model, predict, cv2 and torch `sobel_3`"
     from clapp.model import build_model, count_params, count_flops
     from clapp.filters import get_filter
@@ -300,7 +337,10 @@ def _tree_rss(proc:psutil.Process) -> int:
         except psutil.Error: pass
     return total
 
-def peak_rss(code:str, timeout:float=900, interval:float=0.05) -> dict:
+def peak_rss(code:str, # Python source (dedented) that sets a JSON-serialisable dict `result`
+             timeout:float=900, # seconds before the child is stopped and `TimeoutError` raised
+             interval:float=0.05, # seconds between samples of the child's RSS
+            ) -> dict:
     "Run Python `code` (which sets `result`) in a child; its result with peak RSS in MB"
     tail = (f"\nimport json, resource, sys\nfrom pathlib import Path\n{inspect.getsource(own_peak_rss)}\n"
             f"print({_MARK!r} + json.dumps(dict(result=result, peak=own_peak_rss())))\n")
@@ -324,14 +364,16 @@ def peak_rss(code:str, timeout:float=900, interval:float=0.05) -> dict:
                 wall_s=round(time.perf_counter() - t0, 2))
 
 # %% ../nbs/09_bench.ipynb #7d5651b6
-def memory_train_overrides(plan:BenchPlan) -> list:
+def memory_train_overrides(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                          ) -> list:
     "Overrides of the default config for the peak-memory training child"
     n = plan.memory_valid_pairs
     return ['train_data.name=samples', 'valid_data.name=samples', 'train.device=cpu',
             'train_data.min_buffer=8000', f'valid_data.min_buffer={n}', f'valid_data.max_buffer={n}',
             f'train.max_iterations={plan.memory_steps}', f'train.min_iterations={plan.memory_steps}']
 
-def bench_memory_train(plan:BenchPlan) -> dict:
+def bench_memory_train(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                      ) -> dict:
     "Peak RSS of training at the original defaults (samples source, full buffers, bounded steps)"
     ov = memory_train_overrides(plan)
     r = peak_rss(f"""
@@ -350,7 +392,8 @@ def bench_memory_train(plan:BenchPlan) -> dict:
     return r
 
 # %% ../nbs/09_bench.ipynb #9100f7db
-def bench_memory_tiled(plan:BenchPlan) -> dict:
+def bench_memory_tiled(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                      ) -> dict:
     "Peak RSS and speed of `predict_tiled` on a `plan.tiled_size` square picture (CPU)"
     s = plan.tiled_size
     return peak_rss(f"""
@@ -372,7 +415,8 @@ def bench_memory_tiled(plan:BenchPlan) -> dict:
 # %% ../nbs/09_bench.ipynb #db7474ce
 SECTIONS = ('quality', 'stop', 'train', 'buffer', 'inference', 'memory')
 
-def parse_only(only=None) -> tuple:
+def parse_only(only=None, # section and filter names: a list, or a string split at spaces and commas (None: all)
+              ) -> tuple:
     "The sections and the quality filters (None: the standard five) that `only` selects"
     if only is None or only == [] or only == '': return list(SECTIONS), None
     if isinstance(only, str): only = only.replace(',', ' ').split()
@@ -511,7 +555,8 @@ def _memory_md(report) -> list:
             'baseline: resident after imports and setup, before the work.', '',
             *_table(['what', 'peak RSS (MB)', 'psutil peak (MB)', 'baseline (MB)', 'detail'], rows)] if rows else []
 
-def report_markdown(report:dict) -> str:
+def report_markdown(report:dict, # a report as `run_bench` makes it
+                   ) -> str:
     "The report as markdown: machine, quality, speed, inference, memory and goals"
     m = report['machine']
     lines = [f"**CLAPP benchmark, {report['mode']} mode** · {_machine_line(m)}", '',
@@ -534,7 +579,8 @@ def _fig(w=9.0, h=3.2):
 
 def _colour(met): return {True: 'tab:green', False: 'tab:red', None: 'tab:gray'}[met]
 
-def plot_quality(report:dict):
+def plot_quality(report:dict, # a report as `run_bench` makes it
+                ):
     "Figure: PSNR per operator and SSIM / edge F1, with goal lines"
     fig, (a, b) = _fig()
     names = list(report['quality'])
@@ -554,7 +600,8 @@ def plot_quality(report:dict):
     b.set_title('SSIM and edge F1 (dashed: goal)', fontsize=10)
     return fig
 
-def plot_speed(report:dict):
+def plot_speed(report:dict, # a report as `run_bench` makes it
+              ):
     "Figure: inference Mpixel/s per implementation, and samples/s of buffer and training"
     fig, (a, b) = _fig()
     rows = (report['speed'].get('inference') or {}).get('rows', [])
@@ -578,7 +625,10 @@ def plot_speed(report:dict):
     if not items: b.axis('off')
     return fig
 
-def write_report(report:dict, out, prefix:str='bench') -> list:
+def write_report(report:dict, # a report as `run_bench` makes it (its `files` is set)
+                 out, # existing folder to write to
+                 prefix:str='bench', # start of every file name
+                ) -> list:
     "Write `{prefix}.json`, `{prefix}.md` and the plots to `out`; records and returns the file names"
     out, files = Path(out), []
     for name, plot, needs in [('quality', plot_quality, report['quality']),

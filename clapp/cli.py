@@ -29,12 +29,17 @@ def user_errors() -> tuple:
     except ImportError: pass
     return tuple(errs)
 
-def fail(prog:str, msg:str, code:int=2) -> int:
+def fail(prog:str, # the command's name, e.g. `clapp_train`
+         msg:str, # what went wrong, one line
+         code:int=2, # exit status to return
+        ) -> int:
     "Print `prog: error: msg` on stderr; returns the exit status"
     print(f'{prog}: error: {msg}', file=sys.stderr, flush=True)
     return code
 
-def cli_errors(prog:str, fn, *args, **kwargs):
+def cli_errors(prog:str, # the command's name, shown before the message
+               fn, # what to call, with `*args` and `**kwargs`
+               *args, **kwargs):
     "Call `fn`; a user error becomes a one-line message and status 2, Ctrl-C status 130"
     try: return fn(*args, **kwargs)
     except KeyboardInterrupt: return fail(prog, 'interrupted (Ctrl-C)', 130)
@@ -71,7 +76,7 @@ def _process_start() -> float:
     except Exception: return time.time()
 
 @call_parse
-def clapp_train(overrides:Param('config overrides, e.g. train.max_iterations=500 model.capacity=16', str, nargs='*', opt=False)=None,
+def clapp_train(overrides:Param('config overrides, e.g. train.max_iterations=500 model.capacity=16', str, nargs='*', opt=False)=None, # key=value config overrides
                 config:str=None, # preset name (default, samples, ...) or YAML file; `samples` runs offline in seconds
                 out:str=None, # run folder to create (default: <train.output_dir>/<date>-<time>-<filter>)
                 resume:str=None, # run folder or last.pt to continue (uses its config unless --config is given)
@@ -79,7 +84,7 @@ def clapp_train(overrides:Param('config overrides, e.g. train.max_iterations=500
                 compare_image:str=None, # picture for compare.png (default: a held-out sample picture)
                 quiet:bool=False, # no progress line
                ):
-    "Train a tiny network to imitate a classical filter; writes a run folder with last.pt, best.pt, metrics.jsonl and compare.png"
+    "Train a tiny network to imitate a classical filter; writes a run folder: last.pt, best.pt, metrics.jsonl, compare.png"
     start = _process_start()
     if config is None and resume is None: config = 'default'
     res = cli_errors('clapp_train', run_train, config, overrides or [], out, resume, deterministic, compare_image, not quiet, start)
@@ -89,7 +94,15 @@ def clapp_train(overrides:Param('config overrides, e.g. train.max_iterations=500
     return 1 if res.status == 'diverged' else None
 
 # %% ../nbs/08_cli.ipynb #2bd66751
-def run_infer(model:str, input:str, output:str, compare:bool=False, max_pixels:int=None, tile:int=1024, device:str='cpu', log=print) -> dict:
+def run_infer(model:str, # checkpoint (.pt) or run folder (best.pt is used, else last.pt)
+              input:str, # picture file or folder of pictures
+              output:str, # output picture, or folder when `input` is a folder
+              compare:bool=False, # write input | cv2 | model | difference instead of the output, with the PSNR
+              max_pixels:int=None, # pictures with more pixels are processed in tiles (None: `DEFAULT_MAX_PIXELS`)
+              tile:int=1024, # tile side for large pictures
+              device:str='cpu', # cpu, cuda or mps
+              log=print, # called with each progress line (None: silent)
+             ) -> dict:
     "Run a saved model on a picture or a folder; returns a summary dict"
     from clapp.infer import load, predict, predict_tiled, predict_folder, compare_grid, read_image, write_image, InferError, DEFAULT_MAX_PIXELS
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
@@ -130,9 +143,9 @@ def clapp_infer(model:str, # checkpoint (.pt) or run folder (best.pt is used, el
 
 # %% ../nbs/08_cli.ipynb #28b3743e
 @call_parse
-def clapp_exp(overrides:Param('config overrides for every run, e.g. train.max_iterations=500', str, nargs='*', opt=False)=None,
+def clapp_exp(overrides:Param('config overrides for every run, e.g. train.max_iterations=500', str, nargs='*', opt=False)=None, # key=value overrides for every run
               config:str='samples', # preset name or YAML file
-              sweep:Param('a grid axis key=v1,v2,...; repeat for more axes (one variant per combination)', str, action='append')=None,
+              sweep:Param('a grid axis key=v1,v2,...; repeat for more axes (one variant per combination)', str, action='append')=None, # grid axes key=v1,v2,...
               out:str=None, # folder that receives the experiment folder (default: train.output_dir)
               num_runs:int=None, # runs per variant (default: the config's num_runs)
               parallel:int=None, # runs at a time, each in its own process (default: the config's num_parallel_runs)
@@ -146,7 +159,7 @@ def clapp_exp(overrides:Param('config overrides for every run, e.g. train.max_it
     return res if isinstance(res, int) else None
 
 @call_parse
-def clapp_bench(only:Param('sections (quality, stop, train, buffer, inference, memory) and/or filter names; none: everything', str, nargs='*', opt=False)=None,
+def clapp_bench(only:Param('sections (quality, stop, train, buffer, inference, memory) and/or filter names; none: everything', str, nargs='*', opt=False)=None, # sections and/or filter names (none: everything)
                 quick:bool=False, # the quick plan (CI, a few minutes on two cores)
                 out:str='images', # folder for bench.json, bench.md and the plots
                ):

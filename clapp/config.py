@@ -17,7 +17,15 @@ __all__ = ['LOSS_TYPES', 'DEVICES', 'PADDING_MODES', 'ARCHS', 'LOGGERS', 'PRESET
            'to_yaml', 'parse_override', 'load_config', 'Stage', 'resolution_schedule']
 
 # %% ../nbs/00_config.ipynb #a5a30ab7
-def opt(default, help:str, choices=None, min=None, max=None, min_excl=None, max_excl=None, new=False):
+def opt(default, # the field's default (a list or dict is copied for each instance)
+        help:str, # one line for the docs, the YAML comments and the editor
+        choices=None, # the allowed values (None: any)
+        min=None, # smallest allowed value
+        max=None, # largest allowed value
+        min_excl=None, # values must be greater than this
+        max_excl=None, # values must be less than this
+        new=False, # a setting the original project did not have (marked '(new)' in the YAML)
+       ):
     "A config field with a `help` line and optional `choices` / numeric bounds in its metadata"
     md = dict(help=help, choices=choices, min=min, max=max, min_excl=min_excl, max_excl=max_excl, new=new)
     md = {k:v for k,v in md.items() if v is not None}
@@ -205,7 +213,8 @@ def _validate_section(obj, prefix=''):
         setattr(obj, f.name, _check_type(key, value, hints[f.name]))
         _check_field(key, getattr(obj, f.name), f.metadata)
 
-def validate(cfg:Config) -> Config:
+def validate(cfg:Config, # the config to check
+            ) -> Config:
     "Check every value of `cfg`, raising one `ConfigError` for the first problem; returns `cfg`"
     _validate_section(cfg)
     _check_rules(cfg)
@@ -224,11 +233,13 @@ def _merge(obj, d, prefix=''):
     return replace(obj, **{k: (_merge(getattr(obj, k), v, f'{prefix}{k}.') if is_dataclass(getattr(obj, k)) else v)
                            for k, v in d.items()})
 
-def config_from_dict(d:dict) -> Config:
+def config_from_dict(d:dict, # nested sections -> keys -> values (None or {}: all defaults)
+                    ) -> Config:
     "A validated `Config` from nested plain data (missing keys take their defaults)"
     return validate(_merge(Config(), d or {}, ''))
 
-def config_dict(cfg:Config) -> dict:
+def config_dict(cfg:Config, # the config to convert
+               ) -> dict:
     "`cfg` as nested plain data"
     return asdict(cfg)
 
@@ -256,14 +267,17 @@ def _yaml_lines(obj, indent=0):
             lines.append(f"{pad}{f.name}: {_yaml_value(v)}".ljust(width) + f"# {help}")
     return lines
 
-def to_yaml(cfg:Config, path=None) -> str:
+def to_yaml(cfg:Config, # the config to write
+            path=None, # file to write the YAML to (None: only return it)
+           ) -> str:
     "`cfg` as commented YAML; also written to `path` when given"
     text = '\n'.join(_yaml_lines(cfg)) + '\n'
     if path is not None: Path(path).write_text(text)
     return text
 
 # %% ../nbs/00_config.ipynb #0845a465
-def parse_override(item:str) -> tuple:
+def parse_override(item:str, # a `key=value` string, e.g. `train.max_iterations=200`
+                  ) -> tuple:
     "Split a `key=value` override into a dotted key and its YAML-parsed value"
     if '=' not in item: raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.max_iterations=200)")
     key, text = item.split('=', 1)
@@ -299,7 +313,9 @@ def _read_source(source) -> dict:
     if not isinstance(d, dict): raise ConfigError(f'config file {p} must hold a mapping of keys, not {type(d).__name__}')
     return d
 
-def load_config(source=None, overrides=()) -> Config:
+def load_config(source=None, # preset name, YAML path, dict or `Config` (None: the default preset)
+                overrides=(), # dotted `key=value` strings (or one string), e.g. `train.max_iterations=200`
+               ) -> Config:
     "A validated `Config` from a preset name, YAML path, dict or `None` (default), with `key=value` overrides"
     if isinstance(overrides, str): overrides = [overrides]
     d = _read_source(source)
@@ -315,7 +331,8 @@ class Stage:
     crop_size: int   # then cropped to this square
     batch_size: int  # and batched this many at a time
 
-def resolution_schedule(cfg:Config) -> list:
+def resolution_schedule(cfg:Config, # the config whose `num_resolutions`, `train_data` sizes and batch size are used
+                       ) -> list:
     "The training stages of `cfg`: doubled sizes and halved batch per stage"
     d, b = cfg.train_data, cfg.train.batch_size
     return [Stage(i, d.resize_base * 2**i, d.crop_size * 2**i, max(1, b // 2**i)) for i in range(cfg.num_resolutions)]

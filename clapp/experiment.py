@@ -28,12 +28,14 @@ def _yaml_value(v) -> str:
     "`v` as one line of YAML that `clapp.config.parse_override` reads back unchanged"
     return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()
 
-def expand_sweep(grid:dict) -> list:
+def expand_sweep(grid:dict, # dotted key -> list of values (a single value counts as a list of one)
+                ) -> list:
     "Every combination of `grid`'s values (dotted key -> list of values) as a list of `key=value` override lists"
     values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
     return [[f'{k}={_yaml_value(v)}' for k, v in zip(grid, combo)] for combo in itertools.product(*values)]
 
-def parse_sweep(items) -> dict:
+def parse_sweep(items, # `key=v1,v2,...` strings (or one string), e.g. `model.activation=gelu,relu`
+               ) -> dict:
     "A sweep grid from `key=v1,v2,...` strings (the CLI's `--sweep`); the values are read as YAML"
     if isinstance(items, str): items = [items]
     grid = {}
@@ -55,7 +57,8 @@ def _as_variants(sweep) -> list:
     if all(isinstance(s, str) for s in sweep): return expand_sweep(parse_sweep(sweep))
     return [list(s) for s in sweep]
 
-def variant_label(overrides:list) -> str:
+def variant_label(overrides:list, # the variant's `key=value` overrides
+                 ) -> str:
     "A short name for a variant: its overrides with each key cut to its last part ('base' for none)"
     if not overrides: return 'base'
     return ' '.join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (o.split('=', 1) for o in overrides))
@@ -120,7 +123,8 @@ class Experiment:
         for r in self.runs: counts[r.status] = counts.get(r.status, 0) + 1
         return f"Experiment({str(self.dir)!r}, {len(self.runs)} runs: {', '.join(f'{v} {k}' for k, v in counts.items())})"
 
-def load_experiment(path) -> Experiment:
+def load_experiment(path, # an experiment folder (holding experiment.json)
+                   ) -> Experiment:
     "The `Experiment` stored in folder `path` (read from its `experiment.json`)"
     p = Path(path)
     if not (p/'experiment.json').exists(): raise FileNotFoundError(f'{p} is not an experiment folder (it has no experiment.json)')
@@ -251,7 +255,9 @@ TRAIN_KEYS = ('train_l2', 'train_loss')      # the training loss compared with v
 VALID_KEYS = ('valid_l2',)                   # the validation L2
 EMA_KEYS = ('ema_l2',)                       # the EMA of the validation L2 that the stop rule reads
 
-def series(rows:list, keys) -> tuple:
+def series(rows:list, # metrics rows of a run (see `read_metrics`)
+           keys, # a metric name, or names tried in order
+          ) -> tuple:
     "Steps and values of the first of `keys` that the metrics rows carry (two empty lists if none)"
     if isinstance(keys, str): keys = (keys,)
     for k in keys:
@@ -259,12 +265,15 @@ def series(rows:list, keys) -> tuple:
         if pts: return [p[0] for p in pts], [float(p[1]) for p in pts]
     return [], []
 
-def psnr(mse:float) -> float:
+def psnr(mse:float, # mean squared error (None gives None, 0 gives inf)
+        ) -> float:
     "Peak signal-to-noise ratio in dB of a mean squared error between images in [0, 1]"
     if mse is None: return None
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
 
-def run_row(exp:Experiment, r:RunRecord) -> dict:
+def run_row(exp:Experiment, # the experiment the run belongs to
+            r:RunRecord, # the run
+           ) -> dict:
     "One summary row: run, variant, seed, steps, seconds, final EMA L2, PSNR, status and error"
     rows = exp.metrics(r)
     _, ema = series(rows, EMA_KEYS)
@@ -274,7 +283,8 @@ def run_row(exp:Experiment, r:RunRecord) -> dict:
     return dict(run=r.name, variant=r.variant, seed=r.seed, steps=steps, seconds=r.seconds,
                 ema_l2=ema[-1] if ema else None, psnr=p, status=r.status, error=r.error)
 
-def summary_table(exp:Experiment) -> Table:
+def summary_table(exp:Experiment, # the experiment to summarise
+                 ) -> Table:
     "One row per run"
     return Table([run_row(exp, r) for r in exp.runs])
 
@@ -282,7 +292,8 @@ def _mean(xs):
     xs = [x for x in xs if x is not None and math.isfinite(x)]
     return sum(xs) / len(xs) if xs else None
 
-def variant_table(exp:Experiment) -> Table:
+def variant_table(exp:Experiment, # the experiment to summarise
+                 ) -> Table:
     "One row per variant: its runs, failures, and the means of final EMA L2, PSNR, steps and seconds of its finished runs"
     rows, out = summary_table(exp).rows, []
     for v in dict.fromkeys(r['variant'] for r in rows):
@@ -320,7 +331,8 @@ def _stop_loss(exp:Experiment):
     try: return yaml.safe_load((exp.dir/'config.yaml').read_text())['train']['stop_l2_loss']
     except (OSError, KeyError, TypeError, yaml.YAMLError): return None
 
-def plot_runs(exp:Experiment):
+def plot_runs(exp:Experiment, # the experiment to plot
+             ):
     "Every run's validation L2 and its EMA (the stop rule's loss), one line per run"
     fig, (a, b) = _figure(2)
     colors, by_variant = _colors(exp)
@@ -338,7 +350,8 @@ def plot_runs(exp:Experiment):
     if a.has_data(): a.legend(fontsize=7, ncols=2)
     return fig
 
-def plot_train_valid(exp:Experiment):
+def plot_train_valid(exp:Experiment, # the experiment to plot
+                    ):
     "Training against validation L2 of every run, beside the learning-rate schedule"
     fig, (a, b) = _figure(2)
     first = True
@@ -385,8 +398,11 @@ def mean_band(curves:list, # one (steps, values) pair per run
         for o, x in zip(out, (m, m - h, m + h)): o.append(10 ** x if log else x)
     return (steps, *out)
 
-def plot_ci(exp:Experiment, level=0.95, smooth=0.6):
-    "Mean training and validation L2 over the runs of each variant with a `level` confidence band (each curve EMA-smoothed by `smooth`)"
+def plot_ci(exp:Experiment, # the experiment to plot
+            level=0.95, # confidence level of the bands
+            smooth=0.6, # EMA weight of the previous value when smoothing each run's curve (0: unsmoothed)
+           ):
+    "Mean training and validation L2 of each variant's runs with a `level` confidence band (curves EMA-smoothed by `smooth`)"
     fig, (a,) = _figure(1, width=6.4, height=3.6)
     variants = list(dict.fromkeys(r.variant for r in exp.runs))
     for i, v in enumerate(variants):
@@ -403,7 +419,8 @@ def plot_ci(exp:Experiment, level=0.95, smooth=0.6):
     return fig
 
 # %% ../nbs/06_experiment.ipynb #8247633d
-def write_report(exp:Experiment) -> dict:
+def write_report(exp:Experiment, # the experiment to report on
+                ) -> dict:
     "Write summary.csv, summary.md and the three loss plots into the experiment folder; returns their paths"
     summary, variants = summary_table(exp), variant_table(exp)
     paths = dict(csv=exp.dir/'summary.csv', md=exp.dir/'summary.md')
@@ -482,7 +499,9 @@ DEMO_FILTERS = ('sobel_3', 'sobel_canny_5', 'random_41')   # filters of the READ
 DEMO_PLOTS = ('loss_runs', 'loss_train_valid', 'loss_ci')  # the README's loss plots
 DEMO_OVERRIDES = ('train.max_iterations=500',)              # keeps the demo runs to minutes on two cores
 
-def best_run(exp:Experiment, variant:str=None) -> RunRecord:
+def best_run(exp:Experiment, # the experiment to search
+             variant:str=None, # only runs of this variant label (None: any)
+            ) -> RunRecord:
     "The finished run (of `variant`) with the lowest final EMA of the validation L2"
     rows = [row for row in summary_table(exp) if row['status'] in FINISHED and row['ema_l2'] is not None
             and (variant is None or row['variant'] == variant)]
@@ -512,7 +531,10 @@ def demo_grid(checkpoint,    # a run's best.pt or last.pt
         ax.set_title(title, fontsize=10); ax.axis('off')
     return fig
 
-def save_small_png(fig, path, colors:int=256) -> Path:
+def save_small_png(fig, # a matplotlib figure
+                   path, # PNG file to write
+                   colors:int=256, # size of the palette
+                  ) -> Path:
     "Save `fig` as a PNG with a palette of `colors` colours (about a third of the size of full colour)"
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image as PILImage
@@ -579,10 +601,10 @@ def run_experiment_cli(config:str='samples', # preset name or YAML file
 
 # %% ../nbs/06_experiment.ipynb #9c904a09
 @call_parse
-def main(overrides:Param('key=value overrides for every run, e.g. train.max_iterations=500', str, nargs='*', opt=False)=None,
+def main(overrides:Param('key=value overrides for every run, e.g. train.max_iterations=500', str, nargs='*', opt=False)=None, # key=value overrides for every run
          config:str='samples', # preset name or YAML file
          out:str=None,         # folder that receives the experiment folder (default: train.output_dir)
-         sweep:Param("a sweep axis 'key=v1,v2' (repeat to cross several)", str, action='append')=None,
+         sweep:Param("a sweep axis 'key=v1,v2' (repeat to cross several)", str, action='append')=None, # sweep axes 'key=v1,v2'
          figures:bool=False,   # remake the demo figures in ./images instead
          parallel:int=None,    # runs at a time (default: num_parallel_runs)
          num_runs:int=None,    # runs per variant (default: num_runs)

@@ -35,7 +35,8 @@ def load(model, # an `nn.Module`, a checkpoint file, or a run folder holding bes
         raise CheckpointError(f'{p} holds no best.pt or last.pt; give a run folder that finished a validation, or a .pt file')
     return load_model(p, device=device)
 
-def model_filter(model:nn.Module) -> str:
+def model_filter(model:nn.Module, # a model from `load` (or any module: None when it carries no checkpoint or config)
+                ) -> str:
     "The target filter a loaded model was trained to imitate (its checkpoint's filter), or None"
     ck = getattr(model, 'checkpoint', None) or {}
     if ck.get('filter') is not None: return ck['filter']
@@ -48,7 +49,8 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 class InferError(ValueError):
     "A picture or path that inference cannot use"
 
-def read_image(path) -> np.ndarray:
+def read_image(path, # picture file OpenCV can read
+              ) -> np.ndarray:
     "A picture file as a uint8 RGB HxWx3 array"
     p = Path(path)
     if not p.exists(): raise InferError(f'no such file: {p}')
@@ -58,7 +60,9 @@ def read_image(path) -> np.ndarray:
     if a.ndim == 3: a = cv2.cvtColor(a, cv2.COLOR_BGRA2RGBA if a.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return as_rgb_uint8(a)
 
-def write_image(path, img:np.ndarray) -> Path:
+def write_image(path, # file to write (`.png` is added when it has no suffix; its folder is created)
+                img:np.ndarray, # uint8 HxW grey or HxWx3 RGB
+               ) -> Path:
     "Write a uint8 grey (HxW) or RGB (HxWx3) array; the format follows the suffix (PNG by default)"
     p = Path(path)
     if not p.suffix: p = p.with_suffix('.png')
@@ -68,11 +72,15 @@ def write_image(path, img:np.ndarray) -> Path:
     return p
 
 # %% ../nbs/05_infer.ipynb #a8440df5
-def to_input(img:np.ndarray, device='cpu') -> torch.Tensor:
+def to_input(img:np.ndarray, # uint8 RGB HxWx3
+             device='cpu', # where to put the tensor
+            ) -> torch.Tensor:
     "A uint8 RGB HxWx3 array as a float 1x3xHxW tensor in [0, 1]"
     return torch.from_numpy(np.require(img, requirements=['C', 'W'])).to(device).permute(2, 0, 1)[None].float().div_(255)
 
-def to_output(out:torch.Tensor, raw:bool=False) -> np.ndarray:
+def to_output(out:torch.Tensor, # model output 1xCxHxW, nominally in [0, 1]
+              raw:bool=False, # float32 without clamping or rounding
+             ) -> np.ndarray:
     "A model output 1xCxHxW as uint8 HxW (or HxWxC); float32 without clamping when `raw`"
     out = out[0].float()
     if not raw: out = out.clamp(0, 1).mul(255).round().to(torch.uint8)
@@ -147,8 +155,13 @@ def _patched_norms(norms:list, stats:dict, collect=None, core=None):
     finally:
         for m in norms: del m.forward
 
-def tile_grid(h:int, w:int, tile:int, halo:int, align:int=1) -> list:
-    "Tiles covering an `h`x`w` picture: `(core, window)` pairs of (y0, y1, x0, x1), windows padded by `halo` inside the picture"
+def tile_grid(h:int, # picture height in pixels
+              w:int, # picture width in pixels
+              tile:int, # side of a tile's core (rounded down to a multiple of `align`)
+              halo:int, # margin around each core (rounded up to a multiple of `align`)
+              align:int=1, # the model's downsampling factor: tile offsets stay multiples of it
+             ) -> list:
+    "Tiles of an `h`x`w` picture: `(core, window)` pairs of (y0, y1, x0, x1), windows padded by `halo` inside the picture"
     tile = max(align, tile // align * align)
     halo = int(math.ceil(halo / align) * align)
     out = []
@@ -173,7 +186,7 @@ def predict_tiled(model:nn.Module, # a CLAPP model (see `load`)
                   raw:bool=False, # float32 output without clamping or rounding
                   halo:int=None, # margin around each tile (default: the receptive-field radius)
                  ) -> np.ndarray:
-    "The model's output for a picture of any size, in tiles, equal to a whole-image pass (the norms use whole-image statistics)"
+    "The model's output for a picture of any size, in tiles, equal to a whole-image pass (norms use whole-image statistics)"
     img = read_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb_uint8(image)
     model, dev = model.eval(), _device(model)
     h, w = img.shape[:2]
@@ -205,7 +218,8 @@ def predict_tiled(model:nn.Module, # a CLAPP model (see `load`)
     return out[..., 0] if c_out == 1 else out
 
 # %% ../nbs/05_infer.ipynb #1e00af9a
-def list_images(folder) -> list:
+def list_images(folder, # folder searched recursively for files with a picture suffix (`IMAGE_EXTS`)
+               ) -> list:
     "The picture files under `folder`, recursively, sorted"
     return sorted(p for p in Path(folder).rglob('*') if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 

@@ -31,7 +31,8 @@ def _mps_ok() -> bool:
     mps = getattr(torch.backends, 'mps', None)
     return bool(mps is not None and mps.is_available())
 
-def get_device(name:str='auto') -> torch.device:
+def get_device(name:str='auto', # 'auto' or a torch device name: 'cpu', 'cuda', 'cuda:1', 'mps'
+              ) -> torch.device:
     "The torch device for `train.device`: 'auto' picks cuda, then mps, then cpu"
     if name == 'auto':
         if torch.cuda.is_available(): return torch.device('cuda')
@@ -44,26 +45,34 @@ def get_device(name:str='auto') -> torch.device:
     return dev
 
 # %% ../nbs/04_train.ipynb #8fd2a842
-def log_cosh(pred:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
+def log_cosh(pred:torch.Tensor, # model outputs
+             target:torch.Tensor, # cv2 targets, same shape
+            ) -> torch.Tensor:
     "Mean log(cosh(pred - target)), computed as |d| + softplus(-2|d|) - log 2 so large errors never overflow"
     d = (pred - target).abs()
     return (d + F.softplus(-2 * d) - math.log(2.0)).mean()
 
 LOSS_NAMES = ('l1', 'l2', 'lc', 'all')
 
-def compute_losses(pred:torch.Tensor, target:torch.Tensor) -> dict:
+def compute_losses(pred:torch.Tensor, # model outputs, NCHW
+                   target:torch.Tensor, # cv2 targets, same shape
+                  ) -> dict:
     "The original's four losses of `pred` against `target`: `l1`, `l2`, `lc` (log-cosh) and `all` (their sum)"
     l = dict(l1=F.l1_loss(pred, target), l2=F.mse_loss(pred, target), lc=log_cosh(pred, target))
     l['all'] = l['l1'] + l['l2'] + l['lc']
     return l
 
 # %% ../nbs/04_train.ipynb #351e2397
-def make_optimizer(model:nn.Module, config:Config) -> torch.optim.Optimizer:
+def make_optimizer(model:nn.Module, # the network to train
+                   config:Config, # its config (`train.learning_rate` is used)
+                  ) -> torch.optim.Optimizer:
     "Adam over `model`'s parameters at `train.learning_rate`"
     return torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
 
-def make_scheduler(opt:torch.optim.Optimizer, config:Config) -> torch.optim.lr_scheduler.LRScheduler:
-    "Cosine annealing with warm restarts: first cycle `train.lr_cycle` steps, each next one twice as long, floor `train.min_lr`"
+def make_scheduler(opt:torch.optim.Optimizer, # the optimizer whose learning rate is scheduled
+                   config:Config, # its config (`train.lr_cycle` and `train.min_lr` are used)
+                  ) -> torch.optim.lr_scheduler.LRScheduler:
+    "Cosine annealing with warm restarts: first cycle `train.lr_cycle` steps, each next twice as long, floor `train.min_lr`"
     t = config.train
     return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=t.lr_cycle, T_mult=2, eta_min=t.min_lr)
 
@@ -122,7 +131,8 @@ class MetricsLogger(Callback):
     def after_fit(self, trainer):
         if getattr(self, 'file', None) is not None: self.file.close(); self.file = None
 
-def read_metrics(run_dir) -> list:
+def read_metrics(run_dir, # a run folder, or its metrics.jsonl file
+                ) -> list:
     "The rows of a run folder's `metrics.jsonl` (a half-written last line is skipped)"
     p = Path(run_dir)
     p = p if p.suffix == '.jsonl' else p/'metrics.jsonl'
@@ -134,7 +144,8 @@ def read_metrics(run_dir) -> list:
     return rows
 
 # %% ../nbs/04_train.ipynb #144aa0bc
-def to_uint8_image(t:torch.Tensor) -> np.ndarray:
+def to_uint8_image(t:torch.Tensor, # float CHW in [0, 1] with 1 or 3 channels (else its first channel is shown)
+                  ) -> np.ndarray:
     "A float CHW tensor in [0, 1] as a uint8 RGB HxWx3 array (one channel is repeated)"
     t = t.detach().float().clamp(0, 1).cpu()
     if t.shape[0] == 1: t = t.expand(3, -1, -1)
@@ -157,7 +168,9 @@ def batch_grid(x:torch.Tensor, # inputs, N3HW in [0, 1]
     sep = np.full((pad, rows[0].shape[1], 3), 255, np.uint8)
     return np.concatenate([r for row in rows for r in (row, sep)][:-1], 0)
 
-def save_png(path, rgb:np.ndarray) -> Path:
+def save_png(path, # file to write (its folder is created)
+             rgb:np.ndarray, # uint8 HxWx3 RGB or HxW grey
+            ) -> Path:
     "Write a uint8 RGB (or grey) array as a PNG; returns the path"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
@@ -167,7 +180,8 @@ def save_png(path, rgb:np.ndarray) -> Path:
 class ImageLogger(Callback):
     "Write an input | cv2 | model grid of the validation crops every `train.output_log_interval` steps"
     order = 20
-    def __init__(self, n:int=3): self.n = n
+    def __init__(self, n:int=3): # validation crops in each grid (one row each)
+        self.n = n
     def before_fit(self, trainer): self.next_step = trainer.step
     def after_validate(self, trainer):
         if trainer.step < self.next_step or trainer.valid_sample is None: return
@@ -241,7 +255,8 @@ class TensorBoardLogger(Callback):
 class WandbLogger(Callback):
     "Log the metrics rows and image grids to Weights & Biases (offline when `WANDB_MODE=offline`)"
     order = 40
-    def __init__(self, project:str='clapp'): self.project = project
+    def __init__(self, project:str='clapp'): # W&B project of the runs (the experiment name is their group)
+        self.project = project
     def before_fit(self, trainer):
         import wandb
         self.wandb = wandb
@@ -266,7 +281,8 @@ def _flatten(d:dict, prefix='') -> dict:
 LOGGER_CALLBACKS = {'tensorboard': (TensorBoardLogger, 'torch.utils.tensorboard', 'tensorboard'),
                     'wandb': (WandbLogger, 'wandb', 'wandb')}
 
-def logger_callbacks(names) -> list:
+def logger_callbacks(names, # `train.loggers` names: 'tensorboard' and/or 'wandb'
+                    ) -> list:
     "Callbacks for the `train.loggers` names whose packages are installed (a warning for each one that is not)"
     import importlib
     cbs = []
@@ -410,7 +426,10 @@ def state(self:Trainer) -> dict:
                 acc=dict(self._acc), acc_n=self._acc_n, last_val_step=self._last_val_step)
 Trainer.state = state
 
-def save(self:Trainer, name:str='last.pt', snapshot:dict=None) -> Path:
+def save(self:Trainer,
+         name:str='last.pt', # file name in the run folder
+         snapshot:dict=None, # saved weights, step, metrics and state to write instead of the current ones
+        ) -> Path:
     "Write checkpoint `name` in the run folder (from `snapshot` when given)"
     from clapp.model import save_checkpoint
     s = snapshot or dict(weights=self.model.state_dict(), step=self.step, metrics=self.metrics, extra=self.state())
@@ -668,7 +687,8 @@ class TrainResult:
 def _filter_label(spec) -> str:
     return spec if isinstance(spec, str) else str(spec.get('name', spec.get('kind', 'custom'))) if isinstance(spec, dict) else 'custom'
 
-def new_run_dir(config:Config) -> Path:
+def new_run_dir(config:Config, # the run's config (`train.output_dir` and the target filter are used)
+               ) -> Path:
     "A fresh folder name under `train.output_dir`: `<date>-<time>-<filter>` (with a suffix if taken)"
     root = Path(config.train.output_dir)
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_filter_label(config.train_data.target_filter)}"

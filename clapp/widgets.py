@@ -279,7 +279,8 @@ def _fig_png(fig, dpi=80) -> bytes:
     return buf.getvalue()
 
 def loss_png(history:dict, # {'train': [(step, loss)], 'valid': [(step, loss)]}
-             dpi=80) -> bytes:
+             dpi=80, # resolution of the PNG (dots per inch)
+            ) -> bytes:
     "PNG bytes of the training and validation losses against the step, on a log scale"
     from matplotlib.figure import Figure
     fig = Figure(figsize=(5.5, 3))
@@ -477,7 +478,9 @@ class TrainPanel(W.VBox):
                 except Exception as e: self._say(f'Training ended ({r.status}), but a listener failed: {type(e).__name__}: {e}', False)
 
 # %% ../nbs/07_widgets.ipynb #32b8d0e4
-def resize_short(img:np.ndarray, side:int) -> np.ndarray:
+def resize_short(img:np.ndarray, # picture array, HxW or HxWxC
+                 side:int, # length in pixels of the shorter side after resizing
+                ) -> np.ndarray:
     "`img` resized so its shorter side is `side` pixels (area filter when shrinking)"
     import cv2
     h, w = img.shape[:2]
@@ -486,7 +489,9 @@ def resize_short(img:np.ndarray, side:int) -> np.ndarray:
     size = (max(1, round(w * s)), max(1, round(h * s)))
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
-def compare_metrics(reference:np.ndarray, output:np.ndarray) -> dict:
+def compare_metrics(reference:np.ndarray, # the cv2 filter's uint8 output
+                    output:np.ndarray, # the model's uint8 output, same shape
+                   ) -> dict:
     "PSNR (dB), SSIM and the largest absolute error of uint8 `output` against uint8 `reference`"
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
     ref, out = np.asarray(reference), np.asarray(output)
@@ -508,8 +513,13 @@ def _show(ax, img, title):
     ax.imshow(img, cmap='gray' if img.ndim == 2 else None, vmin=0, vmax=255, interpolation='nearest')
     ax.set_title(title, fontsize=9); ax.set_axis_off()
 
-def compare_png(image, reference, output, crop=None, # (x, y, side) region to show; None: the whole picture
-                metrics=None, dpi=80) -> bytes:
+def compare_png(image, # the input picture, uint8 RGB
+                reference, # the cv2 filter's uint8 output
+                output, # the model's uint8 output, same shape
+                crop=None, # (x, y, side) region to show; None: the whole picture
+                metrics=None, # a `compare_metrics` dict shown as the title (None: no title)
+                dpi=80, # resolution of the PNG (dots per inch)
+               ) -> bytes:
     "PNG bytes of input | cv2 | model | |difference| over `crop`"
     from matplotlib.figure import Figure
     ref, out = np.asarray(reference), np.asarray(output)
@@ -715,6 +725,7 @@ class Dashboard(W.Tab):
 
 def dashboard(config='samples', # the editor's first config: a `Config`, preset, YAML path or dict
               out_dir=None,     # folder for run folders (default: the config's train.output_dir)
-              refresh=1.0) -> Dashboard:
+              refresh=1.0,      # most seconds between redraws while training
+             ) -> Dashboard:
     "The config editor, the train panel and the comparison in tabs"
     return Dashboard(config, out_dir, refresh)
