@@ -146,7 +146,7 @@ class BenchPlan:
 
 PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=20, stop_seconds=45, train_steps=60,
                             buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=2000, tiled_size=2048),
-         'full': BenchPlan('full', quality_steps=4000, quality_seconds=600, stop_seconds=300, train_steps=300,
+         'full': BenchPlan('full', quality_steps=1500, quality_seconds=150, stop_seconds=120, train_steps=300,
                            buffer_pairs=3000, repeats=5, memory_steps=20, memory_valid_pairs=8000, tiled_size=8192)}
 
 # %% ../nbs/09_bench.ipynb #f475e5eb
