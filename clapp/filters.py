@@ -679,7 +679,8 @@ def register_filter(name: str, # the name configs use; letters, digits, '_', '-'
         return f
     return deco
 
-def unregister_filter(name: str):
+def unregister_filter(name: str, # the name a filter was registered under with `register_filter`
+                     ):
     "Remove a user-registered filter"
     if name not in _USER: raise FilterError(f'no user filter called {name!r}; registered: {", ".join(_USER) or "none"}')
     del _USER[name]
@@ -701,12 +702,14 @@ def _python_filter(path, out_channels=1, name=None, spec=None) -> Filter:
 
 # %% ../nbs/01_filters.ipynb #ebddd89c
 def to_batch(images, # uint8 RGB HxWx3 arrays of one size (or one array)
-             device='cpu') -> torch.Tensor: # float N,3,H,W in [0,1]
+             device='cpu', # torch device of the batch
+            ) -> torch.Tensor: # float N,3,H,W in [0,1]
     "Stack uint8 RGB images into the float N,3,H,W batch `Filter.batched` takes"
     images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else images
     return torch.from_numpy(np.stack([as_rgb_uint8(im) for im in images]).transpose(0, 3, 1, 2).copy()).to(device).float() / 255
 
-def from_batch(y: torch.Tensor) -> np.ndarray: # uint8 N,H,W (1 channel) or N,H,W,C
+def from_batch(y: torch.Tensor, # float N,C,H,W batch in [0,1], e.g. from `Filter.batched`
+              ) -> np.ndarray: # uint8 N,H,W (1 channel) or N,H,W,C
     "The uint8 images of a float N,C,H,W batch in [0,1]"
     y = torch.round(y.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().permute(0, 2, 3, 1).numpy()
     return y[..., 0] if y.shape[-1] == 1 else y
