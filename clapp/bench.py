@@ -203,12 +203,9 @@ def quality_grid(model:torch.nn.Module, # the trained model
 def save_png(path, # file to write (its folder is created)
              rgb:np.ndarray, # uint8 HxWx3 RGB
             ) -> str:
-    "Write an RGB uint8 array as a 256-colour PNG (a third of the size of full colour); returns the path"
-    from PIL import Image as PILImage
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    PILImage.fromarray(np.ascontiguousarray(rgb)).quantize(256, method=PILImage.Quantize.MEDIANCUT,
-                                                         dither=PILImage.Dither.NONE).save(str(path), optimize=True)
-    return str(path)
+    "Write an RGB uint8 array as a 256-colour PNG (`clapp.experiment.palette_png`); returns the path"
+    from clapp.experiment import palette_png
+    return str(palette_png(path, rgb))
 
 # %% ../nbs/09_bench.ipynb #fdcf02c8
 def bench_quality(name:str, # the filter to learn

@@ -21,7 +21,8 @@ __all__ = ['FINISHED', 'TRAIN_KEYS', 'VALID_KEYS', 'EMA_KEYS', 'DEMO_FILTERS', '
            'parse_sweep', 'variant_label', 'available_cores', 'threads_per_run', 'RunRecord', 'Experiment',
            'load_experiment', 'ExperimentError', 'plan_experiment', 'train_run', 'run_experiment', 'Table', 'series',
            'psnr', 'run_row', 'summary_table', 'variant_table', 'plot_runs', 'plot_train_valid', 'mean_band', 'plot_ci',
-           'write_report', 'best_run', 'demo_grid', 'save_small_png', 'make_demo_figures', 'run_experiment_cli', 'main']
+           'write_report', 'best_run', 'demo_grid', 'palette_png', 'save_small_png', 'make_demo_figures',
+           'run_experiment_cli', 'main']
 
 # %% ../nbs/06_experiment.ipynb #fa71ad16
 def _yaml_value(v) -> str:
@@ -513,23 +514,35 @@ def demo_grid(checkpoint,    # a run's best.pt or last.pt
               size:int=224,  # shorter side the picture is resized to (shown 1:1 at 80 dpi)
              ):
     "A figure input | cv2 | model of a checkpoint's model on one picture, titled with its filter and PSNR"
-    import torch
+    import numpy as np
     from clapp.data import load_sample_images, resize_shorter
     from clapp.filters import get_filter
+    from clapp.infer import predict
     from clapp.model import load_model
     model = load_model(checkpoint)
     f = get_filter(model.run_config.train_data.target_filter)
     img = resize_shorter(load_sample_images('validation')['chelsea'] if image is None else image, size)
     target = f(img)
     target = target.reshape(*target.shape[:2], -1) / 255
-    with torch.no_grad():
-        pred = model(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    pred = np.clip(predict(model, img, raw=True), 0, 1).reshape(target.shape)   # float [0, 1], like the target
     mse = float(((pred - target) ** 2).mean())
     fig, axs = _figure(3, width=img.shape[1] / 80 + 0.1, height=img.shape[0] / 80 + 0.35)
     for ax, im, title in zip(axs, (img, target, pred), ('input', f'cv2 {f.name}', f'model ({psnr(mse):.1f} dB PSNR)')):
         ax.imshow(im.squeeze(), cmap='gray', vmin=0, vmax=255 if im.dtype == 'uint8' else 1)
         ax.set_title(title, fontsize=10); ax.axis('off')
     return fig
+
+def palette_png(path, # PNG file to write (its folder is created)
+                rgb, # uint8 HxWx3 RGB array (or a PIL RGB image)
+                colors:int=256, # size of the palette
+               ) -> Path:
+    "Save an RGB picture as a PNG with a palette of `colors` colours (about a third of the size of full colour)"
+    import numpy as np
+    from PIL import Image as PILImage
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    img = rgb if isinstance(rgb, PILImage.Image) else PILImage.fromarray(np.ascontiguousarray(rgb))
+    img.quantize(colors, method=PILImage.Quantize.MEDIANCUT, dither=PILImage.Dither.NONE).save(path, optimize=True)
+    return path
 
 def save_small_png(fig, # a matplotlib figure
                    path, # PNG file to write
@@ -540,8 +553,7 @@ def save_small_png(fig, # a matplotlib figure
     from PIL import Image as PILImage
     canvas = FigureCanvasAgg(fig); canvas.draw()
     rgb = PILImage.frombuffer('RGBA', canvas.get_width_height(), canvas.buffer_rgba()).convert('RGB')
-    rgb.quantize(colors, method=PILImage.Quantize.MEDIANCUT, dither=PILImage.Dither.NONE).save(path, optimize=True)
-    return Path(path)
+    return palette_png(path, rgb, colors)
 
 # %% ../nbs/06_experiment.ipynb #c0b6785c
 def make_demo_figures(config='samples', # the preset the demo runs train with
