@@ -71,7 +71,8 @@ def quality_goals() -> list:
 
 def all_goals() -> list:
     "Every goal of the report"
-    return quality_goals() + [Goal('speed.stop.seconds', '<=', 30, 'sobel_3 seconds to the stop rule (CPU)', requires='speed.stop.reached')]
+    return quality_goals() + [Goal('speed.stop.seconds', '<=', 30, 'sobel_3 seconds to the stop rule (CPU)', requires='speed.stop.reached'),
+                              Goal('speed.inference.predict_mpix_per_s', '>=', 8, 'default model `predict` Mpixel/s at 2048x2048 (CPU)')]
 
 # %% ../nbs/09_bench.ipynb #68ee5ce7
 def cpu_model() -> str:
@@ -298,7 +299,7 @@ def _devices() -> list: return ['cpu'] + (['cuda'] if torch.cuda.is_available() 
 def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
                    ) -> dict:
     "The network's size and cost, and rows of Mpixel/s for model, predict, cv2 and torch `sobel_3`"
-    from clapp.model import build_model, count_params, count_flops
+    from clapp.model import build_model, count_params, count_flops, optimize_for_inference
     from clapp.filters import get_filter
     from clapp.infer import predict
     f, rows = get_filter('sobel_3'), []
@@ -312,9 +313,13 @@ def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['f
             sync = torch.cuda.synchronize if dev == 'cuda' else None
             m, x = model.to(dev), torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(dev)
             row('model', dev, size, best_time(lambda: m(x), plan.repeats, sync))
+            if dev == 'cpu': row('model fused', dev, size, best_time(lambda: optimize_for_inference(m)(x), plan.repeats))
             if f.has_batched: row('torch sobel_3', dev, size, best_time(lambda: f.batched(x), plan.repeats, sync))
         model.to('cpu')
-    return dict(params=count_params(model), mflops_224=count_flops(model, 224, 224) / 1e6, rows=rows)
+    big = max(plan.inference_sizes)
+    goal = next(r['mpix_per_s'] for r in rows if r['impl'] == 'model predict' and r['size'] == big)
+    return dict(params=count_params(model), mflops_224=count_flops(model, 224, 224) / 1e6, rows=rows,
+                predict_size=big, predict_mpix_per_s=goal, threads=torch.get_num_threads())
 
 # %% ../nbs/09_bench.ipynb #ecef35c0
 _MARK = '@@CLAPP_BENCH@@'
@@ -490,7 +495,7 @@ def _machine_line(m:dict) -> str:
             f"{m['ram_gb']} GB RAM · torch {m['torch']}, OpenCV {m['cv2']}, Python {m['python']}")
 
 # %% ../nbs/09_bench.ipynb #89bd0239
-_IMPLS = ('model', 'model predict', 'cv2 sobel_3', 'torch sobel_3')
+_IMPLS = ('model', 'model fused', 'model predict', 'cv2 sobel_3', 'torch sobel_3')
 
 def _quality_goal(report, name):
     return next((g for g in report.get('goals', []) if g['key'].startswith(f'quality.{name}.')), None)
@@ -534,7 +539,8 @@ def _inference_md(report) -> list:
     impls = [i for i in _IMPLS if any(k[2] == i for k in cells)]
     body = [[f'{s}x{s}', d] + [_f(cells.get((s, d, i)), 2) for i in impls] for s, d in keys]
     return ['', f"### Inference (Mpixel/s, best of {report['plan']['repeats']})", '',
-            '`model`: the network on a float tensor; `model predict`: uint8 picture in, uint8 out; '
+            '`model`: the network on a float tensor (eager); `model fused`: the same through `optimize_for_inference`; '
+            '`model predict`: uint8 picture in, uint8 out (fused on the CPU); '
             '`torch sobel_3`: the filter\'s batched torch version. The network (default config) has '
             f"{inf['params']:,} parameters and costs {inf['mflops_224']:.0f} MFLOPs per 224x224 picture.", '',
             *_table(['size', 'device'] + [f'`{i}`' for i in impls], body)]

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .filters import as_rgb_uint8, get_filter, FilterError
-from .model import load_model, build_model, receptive_field, CheckpointError
+from .model import load_model, build_model, receptive_field, optimize_for_inference, CheckpointError
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'DEFAULT_MAX_PIXELS', 'load', 'model_filter', 'InferError', 'read_image', 'write_image', 'to_input',
@@ -103,7 +103,7 @@ def predict(model:nn.Module, # a model (see `load`)
     img = read_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb_uint8(image)
     if img.shape[0] * img.shape[1] > max_pixels: return predict_tiled(model, img, raw=raw)
     model = model.eval()
-    return to_output(model(to_input(img, _device(model))), raw)
+    return to_output(optimize_for_inference(model)(to_input(img, _device(model))), raw)
 
 # %% ../nbs/05_infer.ipynb #aa81c8a2
 class _Collected(Exception): "Raised to end a pass once the statistics of the norm being measured are gathered"

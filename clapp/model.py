@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_model.ipynb #2430d710
 from __future__ import annotations
-import io, os, platform, sys, tempfile
+import io, math, os, platform, sys, tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -265,55 +266,98 @@ def _fill_border(buf:torch.Tensor, # N,C,H+2p,W+2p with the interior written
     buf[..., p:p + h, :p], buf[..., p:p + h, p + w:] = buf[..., p:p + h, c0], buf[..., p:p + h, c1]
     buf[..., :p, :], buf[..., p + h:, :] = buf[..., r0, :], buf[..., r1, :]
 
+def _inplace(act:nn.Module):
+    "The in-place op of a registry activation, or None (a user's activation then runs out of place)"
+    t = type(act)
+    if t is nn.GELU: return lambda y: torch.ops.aten.gelu_(y, approximate=act.approximate)
+    if t is nn.LeakyReLU: return lambda y: F.leaky_relu_(y, act.negative_slope)
+    if t is nn.SiLU: return lambda y: F.silu(y, inplace=True)
+    return {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_,
+            SquaredReLU: lambda y: y.relu_().square_(), nn.Identity: lambda y: y}.get(t)
+
+def _rows(t:torch.Tensor, # a channels_last 1,C,rb,W band whose rows are contiguous
+          rb:int, # its rows
+         ) -> torch.Tensor:
+    "The band as an rb x (W*C) view: per-channel vectors tiled W times then broadcast along long rows"
+    return t.permute(0, 2, 3, 1).view(rb, -1)
+
 class FusedFilterNet(nn.Module):
-    "Inference-only FilterNet: norm folded into conv, whole-image stats, row bands in channels_last buffers"
+    "Inference-only FilterNet: norm folded into conv, whole-image stats, row bands in channels_last buffers, rows split over threads"
     def __init__(self, model:FilterNet, # a plain FilterNet with flip_conv_norm true
-                 band:int=32, # rows per band: small enough to stay in cache
-                 threads:int=1, # torch threads while it runs (0: leave as is); many small ops scale badly on busy cores
+                 band:int=None, # rows per band (None: about 64k pixels, which stay in cache)
+                 threads:int=None, # worker threads, each running single-threaded torch ops on its own rows (None: torch's thread count)
                 ):
         super().__init__()
-        self.threads = threads
-        if not fusable(model): raise ValueError('FusedFilterNet needs a plain FilterNet with flip_conv_norm: true')
-        self.model, self.config, self.band, self._work = model.eval(), model.config, band, {}
+        if not fusable(model): raise ValueError('FusedFilterNet needs a plain FilterNet with flip_conv_norm: true, on the CPU')
+        self.model, self.config, self.band, self.threads, self._work = model, model.config, band, threads, {}
+        self._acts = [_inplace(b.act) for b in model.main]
 
-    def _workspace(self, h, w, dtype):
+    def _workspace(self, h, w, dtype, work:dict):
+        "Two padded channels_last buffers for an h x w image, kept in `work` for the next call of that size"
         key, p = (h, w, dtype), self.config.kernel_size // 2
-        if key not in self._work:
-            self._work = {key: [torch.empty(1, self.config.capacity, h + 2 * p, w + 2 * p, dtype=dtype)
-                                .contiguous(memory_format=torch.channels_last) for _ in range(2)]}
-        return self._work[key]
+        if key not in work:
+            work.clear()
+            work[key] = [torch.empty(1, self.config.capacity, h + 2 * p, w + 2 * p, dtype=dtype)
+                         .contiguous(memory_format=torch.channels_last) for _ in range(2)]
+        return work[key]
 
-    def _image(self, x):
-        "Run one 1,C,H,W image"
-        m, B, p, mode = self.model, self.band, self.config.kernel_size // 2, self.config.padding_mode
+    def _prep_rows(self, x, a, r0, r1, B, p, w):
+        "Input conv of rows r0:r1 (`x` as HW x C rows) into `a`; their sum and sum of squares"
+        m, s, s2 = self.model, 0., 0.
+        wt = m.prep.weight.flatten(1).T
+        for r in range(r0, r1, B):
+            rb = min(B, r1 - r)
+            z = torch.addmm(m.prep.bias, x[r * w:(r + rb) * w], wt)   # (rb*W) x C: the band in channels_last order
+            f = z.view(-1); s += float(f.sum()); s2 += float(torch.dot(f, f))
+            _rows(a[..., p + r:p + r + rb, p:p + w], rb).copy_(z.view(rb, -1))
+        return s, s2
+
+    def _block_rows(self, i, W, bias, alfa, beta, a, b, out, r0, r1, B, p, w):
+        "Block `i` (norm folded into `W`, `bias`) on rows r0:r1 from `a` into `b` (or `out`); their sum and sum of squares"
+        m, blk, act = self.model, self.model.main[i], self._acts[i]
+        last, s, s2 = i == len(m.main) - 1, 0., 0.
+        for r in range(r0, r1, B):
+            rb = min(B, r1 - r)
+            y = F.conv2d(a[..., r:r + rb + 2 * p, :], W, bias)
+            y = blk.act(y) if act is None else act(y)
+            y2, zc = _rows(y, rb), _rows(a[..., p + r:p + r + rb, p:p + w], rb)
+            if alfa is not None: y2.mul_(alfa)
+            if beta is not None: y2.addcmul_(zc, beta)
+            elif blk.rezero: y2.add_(zc)
+            if last:
+                o = out[..., r:r + rb, :].permute(0, 2, 3, 1).view(rb * w, -1)
+                torch.addmm(m.post.bias, y2.view(rb * w, -1), m.post.weight.flatten(1).T, out=o)
+            else:
+                f = y2.view(-1); s += float(f.sum()); s2 += float(torch.dot(f, f))
+                _rows(b[..., p + r:p + r + rb, p:p + w], rb).copy_(y2)
+        return s, s2
+
+    def _image(self, x, pool, work):
+        "Run one 1,C,H,W image, its rows split in one chunk per worker of `pool` (None: this thread alone)"
+        m, p, mode, C = self.model, self.config.kernel_size // 2, self.config.padding_mode, self.config.capacity
         h, w = x.shape[-2:]
-        a, b = self._workspace(h, w, x.dtype)
-        n, s, s2 = self.config.capacity * h * w, 0., 0.
-        def stats(z):  # band sum and sum of squares, accurate float32 reductions on a contiguous view
-            f = z.permute(0, 2, 3, 1).reshape(-1)
-            return float(f.sum()), float(torch.dot(f, f))
-        for r in range(0, h, B):
-            zb = F.conv2d(x[:, :, r:r + B], m.prep.weight, m.prep.bias).contiguous(memory_format=torch.channels_last)
-            a[..., p + r:p + r + zb.shape[-2], p:p + w] = zb
-            ds, ds2 = stats(zb); s += ds; s2 += ds2
-        out = torch.empty(1, m.post.out_channels, h, w, dtype=x.dtype)
+        nw = pool._max_workers if pool is not None else 1
+        B = max(1, min(self.band or max(1, 65536 // w), math.ceil(h / nw)))
+        edges = [round(h * j / nw) for j in range(nw + 1)]
+        chunks = [(r0, r1) for r0, r1 in zip(edges, edges[1:]) if r1 > r0]
+        def job(fn, args, c):
+            with torch.inference_mode(): return fn(*args, *c, B, p, w)
+        def run(fn, *args):
+            res = [job(fn, args, chunks[0])] if len(chunks) == 1 else list(pool.map(lambda c: job(fn, args, c), chunks))
+            return sum(r[0] for r in res), sum(r[1] for r in res)
+        a, b = self._workspace(h, w, x.dtype, work)
+        n = C * h * w
+        s, s2 = run(self._prep_rows, x[0].permute(1, 2, 0).reshape(h * w, -1), a)
+        out = torch.empty(1, m.post.out_channels, h, w, dtype=x.dtype).contiguous(memory_format=torch.channels_last)
         for i, blk in enumerate(m.main):
             mean = s / n; rstd = 1 / (max(s2 / n - mean * mean, 0.) + blk.norm.eps) ** 0.5
             sc = blk.norm.weight * rstd; sh = blk.norm.bias - mean * sc
             _fill_border(a, p, mode, -sh / sc if mode == 'zeros' else None)
-            W = blk.conv.weight * sc.view(1, -1, 1, 1)
+            W = (blk.conv.weight * sc.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
             bias = blk.conv.bias + (blk.conv.weight * sh.view(1, -1, 1, 1)).sum((1, 2, 3))
-            last, s, s2 = i == len(m.main) - 1, 0., 0.
-            for r in range(0, h, B):
-                rb = min(B, h - r)
-                y = blk.act(F.conv2d(a[..., r:r + rb + 2 * p, :], W, bias))
-                zc = a[..., p + r:p + r + rb, p:p + w]
-                if blk.rezero: y = y.mul_(blk.alfa)
-                z = torch.addcmul(y, blk.beta, zc) if blk.reskip else y.add_(zc) if blk.rezero else y
-                if last: out[..., r:r + rb, :] = F.conv2d(z, m.post.weight, m.post.bias)
-                else:
-                    b[..., p + r:p + r + rb, p:p + w] = z
-                    ds, ds2 = stats(z); s += ds; s2 += ds2
+            alfa = blk.alfa.reshape(-1).repeat(w) if blk.rezero else None
+            beta = blk.beta.reshape(-1).repeat(w) if blk.reskip else None
+            s, s2 = run(self._block_rows, i, W, bias, alfa, beta, a, b, out)
             a, b = b, a
         return out
 
@@ -322,20 +366,26 @@ class FusedFilterNet(nn.Module):
         "N,C,H,W float -> N,out,H,W, equal to the model's output up to float rounding"
         p = self.config.kernel_size // 2
         if min(x.shape[-2:]) <= p: return self.model(x)
-        old = torch.get_num_threads()
-        if self.threads: torch.set_num_threads(self.threads)
-        try: return torch.cat([self._image(xi[None].contiguous()) for xi in x])
+        nw, old = max(1, self.threads or torch.get_num_threads()), torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if nw == 1: return torch.cat([self._image(xi[None], None, self._work) for xi in x])
+            with ThreadPoolExecutor(nw, initializer=torch.set_num_threads, initargs=(1,), thread_name_prefix='clapp-fused') as pool:
+                if len(x) < nw: return torch.cat([self._image(xi[None], pool, self._work) for xi in x])
+                def group(xs):  # a batch at least as large as the pool: each worker takes whole images
+                    with torch.inference_mode(): return [self._image(xi[None], None, {}) for xi in xs]
+                return torch.cat([y for ys in pool.map(group, x.tensor_split(nw)) for y in ys])
         finally: torch.set_num_threads(old)
 
 def fusable(model:nn.Module, # a CLAPP model
            ) -> bool:
-    "Whether `FusedFilterNet` can run `model` (plain arch, norm before conv)"
-    return type(model) is FilterNet and model.config.flip_conv_norm and all(
-        isinstance(b.norm, nn.GroupNorm) and b.norm.num_groups == 1 for b in model.main)
+    "Whether `FusedFilterNet` can run `model` (plain arch, norm before conv, on the CPU)"
+    return (type(model) is FilterNet and model.config.flip_conv_norm and model.prep.weight.device.type == 'cpu'
+            and all(isinstance(b.norm, nn.GroupNorm) and b.norm.num_groups == 1 for b in model.main))
 
 def optimize_for_inference(model:nn.Module, # a trained model (any arch)
-                           band:int=32, # rows per band of the fused path
-                           threads:int=1, # torch threads of the fused path (0: leave as is)
+                           band:int=None, # rows per band of the fused path (None: about 64k pixels)
+                           threads:int=None, # worker threads of the fused path (None: torch's thread count)
                           ) -> nn.Module:
     "The fastest exact CPU inference module for `model`: a `FusedFilterNet` where possible, else `model` in eval mode"
     return FusedFilterNet(model, band, threads) if fusable(model) else model.eval()

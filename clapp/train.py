@@ -379,7 +379,7 @@ class Trainer:
 
 # %% ../nbs/04_train.ipynb #d7a61684
 def _setup(self:Trainer):
-    from clapp.model import build_model
+    from clapp.model import build_model, fusable, optimize_for_inference
     torch.manual_seed(self.config.seed); random.seed(self.config.seed); np.random.seed(self.config.seed % 2**32)
     self.model = build_model(self.config.model).to(self.device)
     if self.t.channels_last: self.model = self.model.to(memory_format=torch.channels_last)
@@ -390,6 +390,7 @@ def _setup(self:Trainer):
     if self.t.compile:
         try: self.fmodel = torch.compile(self.model)
         except Exception as e: warnings.warn(f'train.compile: torch.compile failed ({type(e).__name__}: {e}); training uncompiled')
+    self.vmodel = optimize_for_inference(self.model) if fusable(self.model) else self.fmodel  # validation's forward
     self.amp = self.t.amp and self.device.type == 'cuda'
     self.scaler = torch.amp.GradScaler('cuda') if self.amp else None
     if self.resume_state is not None: self._restore(self.resume_state)
@@ -539,7 +540,7 @@ def validate(self:Trainer) -> dict:
         tot, sample = torch.zeros(len(LOSS_NAMES), dtype=torch.float64), None
         for i in range(0, len(x), bs):
             xb, yb = x[i:i + bs], y[i:i + bs]
-            with torch.autocast('cuda', enabled=self.amp): p = self.fmodel(xb).float()
+            with torch.autocast('cuda', enabled=self.amp): p = self.vmodel(xb).float()
             ls = compute_losses(p, yb)
             tot += torch.stack([ls[k] for k in LOSS_NAMES]).double().cpu() * len(xb)
             if sample is None: sample = (xb[:3], yb[:3], p[:3])
