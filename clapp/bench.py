@@ -225,7 +225,7 @@ def bench_quality(name:str, # the filter to learn
         t0 = time.perf_counter()
         res = train(cfg, out_dir=d, callbacks=[clock], progress=False)
         seconds = time.perf_counter() - t0
-    x, y = fixed_set(cfg.valid_data, cfg.valid_data.fixed_size or plan.valid_images, seed=cfg.seed)
+    x, y = fixed_set(cfg.valid_data, plan.valid_images, seed=cfg.seed)
     p = predict_batch(res.model, x)
     edges = bool(((y == 0) | (y == 1)).all())
     row = dict(quality_metrics(p, y, edges=edges), steps=clock.steps, budget_steps=plan.quality_steps,
@@ -240,7 +240,7 @@ def bench_stop(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']
     "Seconds (and steps) until `sobel_3` on the samples preset reaches the original stop rule, on the CPU"
     from clapp.train import time_to_stop
     cfg = filter_config('sobel_3', 'samples', ['train.device=cpu'])
-    return dict(time_to_stop(cfg, max_seconds=plan.stop_seconds), max_seconds=plan.stop_seconds)
+    return dict(time_to_stop(cfg, max_seconds=plan.stop_seconds, fresh_process=True), max_seconds=plan.stop_seconds)
 
 # %% ../nbs/09_bench.ipynb #719b46bd
 def bench_train(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)

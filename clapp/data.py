@@ -326,9 +326,9 @@ def prepare(img:np.ndarray, # uint8 RGB picture of any size
 
 # %% ../nbs/02_data.ipynb #2df74ae4
 class _ImagePicker:
-    "Which resized picture the next crop comes from: cached finite sources, or a stream with `reuse` crops each"
-    def __init__(self, src:ImageSource, rng:np.random.Generator, reuse:int, cache_images:int):
-        self.src, self.rng, self.reuse = src, rng, reuse
+    "Which resized picture the next crop comes from: cached finite sources (at random, or `balanced`: in seeded rounds over all pictures), or a stream with `reuse` crops each"
+    def __init__(self, src:ImageSource, rng:np.random.Generator, reuse:int, cache_images:int, balanced:bool=False):
+        self.src, self.rng, self.reuse, self.balanced, self._round = src, rng, reuse, balanced, []
         self.cached = src.size is not None and src.size <= cache_images
         self.resized, self.bad, self.res = {}, set(), None
         self.current, self.left = None, 0
@@ -345,13 +345,21 @@ class _ImagePicker:
                                   f'read (last: {img_id}: {e})') from None
         return img
 
+    def _rounds(self, n:int) -> list:
+        "The next `n` picture indices, each round a fresh seeded permutation of all pictures"
+        out = []
+        while len(out) < n:
+            if not self._round: self._round = self.rng.permutation(len(self.src.ids)).tolist()
+            out.append(self._round.pop())
+        return out
+
     def many(self, n:int, side:int) -> list:
         "The pictures (shorter side `side`) the next `n` crops come from"
         if side != self.res: self.resized.clear(); self.current, self.left, self.res = None, 0, side
         out = []
         if self.cached:
             ids = self.src.ids
-            for j in self.rng.integers(len(ids), size=n):
+            for j in (self._rounds(n) if self.balanced else self.rng.integers(len(ids), size=n)):
                 img = self._cached(ids[j], side)
                 while img is None: img = self._cached(ids[int(self.rng.integers(len(ids)))], side)
                 out.append(img)
@@ -589,7 +597,7 @@ def fixed_set(cfg:DataConfig, # a data section, usually valid_data
     rng = np.random.default_rng([seed, 3])
     src = open_source(cfg, seed)
     reuse = 8 if src.kind == 'synthetic' else 1
-    pick = _ImagePicker(src, rng, reuse, 256)
+    pick = _ImagePicker(src, rng, reuse, 256, balanced=True)
     cs = int(cfg.crop_size)
     xs = np.empty((n, cs, cs, 3), np.uint8)
     ys = np.empty((n, cs, cs, f.out_channels), np.uint8)

@@ -445,8 +445,15 @@ class _WeightsOnly(nn.Module):
         self.config, self._weights = model.config, weights
     def state_dict(self, *a, **k): return self._weights
 
+def _copy_state(x):
+    "A copy of nested dicts, lists and tuples of plain data whose tensors are cloned (~10x cheaper than `copy.deepcopy`)"
+    if isinstance(x, torch.Tensor): return x.detach().clone()
+    if type(x) is dict: return {k: _copy_state(v) for k, v in x.items()}
+    if type(x) in (list, tuple): return type(x)(_copy_state(v) for v in x)
+    return x if isinstance(x, (int, float, str, bytes, type(None))) else copy.deepcopy(x)
+
 def _take_snapshot(self:Trainer):
-    self._snapshot = copy.deepcopy(dict(weights=self.model.state_dict(), step=self.step, metrics=self.metrics, extra=self.state()))
+    self._snapshot = _copy_state(dict(weights=self.model.state_dict(), step=self.step, metrics=self.metrics, extra=self.state()))
 Trainer._take_snapshot = _take_snapshot
 
 # %% ../nbs/04_train.ipynb #f6403f75
@@ -765,19 +772,37 @@ class _StopWatch(Callback):
     def after_stage(self, trainer):
         self.stages.append(dict(stage=trainer.stage.index, status=trainer.stage_status, steps=trainer.step, seconds=round(time.time() - self.t0, 2)))
 
+def _time_to_stop_child(cfg:Config, max_seconds, deterministic) -> dict:
+    "`time_to_stop` in a fresh Python process, counted from that process's start (interpreter and imports included)"
+    import subprocess
+    with tempfile.TemporaryDirectory() as d:
+        to_yaml(cfg, Path(d)/'config.yaml')
+        code = ('import json, psutil; t0 = psutil.Process().create_time()\n'
+                'from clapp.train import time_to_stop\n'
+                f'r = time_to_stop({str(Path(d)/"config.yaml")!r}, max_seconds={max_seconds!r}, deterministic={deterministic!r}, start_time=t0)\n'
+                'print("@@TTS@@" + json.dumps(r))')
+        out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith('@@TTS@@')]
+    if out.returncode or not lines: raise TrainError(f'the time_to_stop process failed (exit {out.returncode}): {out.stderr[-1500:]}')
+    return dict(json.loads(lines[-1][7:]), fresh_process=True)
+
 def time_to_stop(config='samples', # a `Config`, preset name, YAML path or dict
                  overrides=(), # `key=value` overrides
                  max_seconds:float=None, # stop a run that has not reached the rule after this many seconds
                  deterministic:bool=False, # frozen buffers (see `train`)
+                 fresh_process:bool=False, # run in a new Python process and count from its start, as for a command
+                 start_time:float=None, # `time.time()` to count from (default: now)
                 ) -> dict:
-    "Seconds from the call until training ends by the stop rule (None if it did not), with steps and the final EMA"
-    t0 = time.time()
+    "Seconds from the call (or a fresh process's start) until training ends by the stop rule (None if it did not), with steps and the final EMA"
     cfg = load_config(config, list(overrides))
+    if fresh_process: return _time_to_stop_child(cfg, max_seconds, deterministic)
+    t0 = time.time() if start_time is None else start_time
+    setup_s = time.time() - t0
     watch = _StopWatch(t0, max_seconds)
     with tempfile.TemporaryDirectory() as d:
         res = train(cfg, out_dir=Path(d)/'run', callbacks=[watch], progress=False, deterministic=deterministic, start_time=t0)
     reached = res.status == 'converged'
     return dict(seconds=round(res.seconds, 2) if reached else None, reached=reached, steps=res.steps, ema=res.ema,
-                status=res.status, elapsed_s=round(res.seconds, 2), first_step_s=watch.first_step, stages=watch.stages,
-                stop_l2_loss=cfg.train.stop_l2_loss, device=str(get_device(cfg.train.device)),
+                status=res.status, elapsed_s=round(res.seconds, 2), before_call_s=round(setup_s, 2), first_step_s=watch.first_step,
+                stages=watch.stages, stop_l2_loss=cfg.train.stop_l2_loss, device=str(get_device(cfg.train.device)),
                 threads=cfg.train.threads or torch.get_num_threads())
