@@ -219,7 +219,7 @@ def bench_quality(name:str, # the filter to learn
     from clapp.data import fixed_set
     from clapp.model import count_params
     stages = load_config('samples').num_resolutions
-    cfg = filter_config(name, 'samples', budget_overrides(plan.quality_steps, stages) + [f'train.validation_interval={plan.valid_interval}'])
+    cfg = filter_config(name, 'samples', budget_overrides(plan.quality_steps, stages) + [f'train.validation_interval={plan.valid_interval}', 'train.loss_type=all'])
     clock = _Clock(plan.quality_seconds)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

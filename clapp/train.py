@@ -488,6 +488,9 @@ def _open_data(self:Trainer, stack:contextlib.ExitStack):
         x, y = fixed_set(vd, vd.fixed_size, seed=self.data_seed, device=self.device)
         if self.t.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         self.valid_fixed = (x, y)
+        if self.t.loss_type == 'l1' and bool(((y == 0) | (y == 1)).all()):
+            warnings.warn(f"train.loss_type=l1 with a target filter whose outputs are only 0 and 1 ({vd.target_filter}): the L1-best answer "
+                          "for sparse edges is 0 everywhere, so the network may learn to draw nothing; use train.loss_type=all (the original's) or l2")
     else:
         if self.deterministic: vd = dataclasses.replace(vd, producers=1, buffer_delay=max(vd.buffer_delay, 0.05))
         self.valid_buffer = PairBuffer(vd, seed=self.data_seed + 1, device=self.device)
