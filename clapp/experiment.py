@@ -498,7 +498,7 @@ def _run_parallel(runs:list, exp_dir:Path, parallel:int, threads:int, start_meth
 # %% ../nbs/06_experiment.ipynb #e433a848
 DEMO_FILTERS = ('sobel_3', 'sobel_canny_5', 'random_41')   # filters of the README's demo grids
 DEMO_PLOTS = ('loss_runs', 'loss_train_valid', 'loss_ci')  # the README's loss plots
-DEMO_OVERRIDES = ('train.max_iterations=500',)              # keeps the demo runs to minutes on two cores
+DEMO_OVERRIDES = ('train.max_iterations=500', 'train.loss_type=all')  # minutes on two cores; the original loss (L1 draws no Canny edges)
 
 def best_run(exp:Experiment, # the experiment to search
              variant:str=None, # only runs of this variant label (None: any)

@@ -284,7 +284,7 @@ def _rows(t:torch.Tensor, # a channels_last 1,C,rb,W band whose rows are contigu
 _SHARED_WORK, _SHARED_LOCK = {}, threading.Lock()  # the last image size's two buffers, reused by every FusedFilterNet
 
 class FusedFilterNet(nn.Module):
-    "Inference-only FilterNet: norm folded into conv, whole-image stats, row bands in channels_last buffers, rows split over threads"
+    "Inference-only FilterNet: norms folded into convs, whole-image stats, cache-sized bands, rows split over threads"
     def __init__(self, model:FilterNet, # a plain FilterNet with flip_conv_norm true
                  band:int=None, # rows per band (None: about 64k pixels, which stay in cache)
                  threads:int=None, # worker threads, each running single-threaded torch ops on its own rows (None: torch's thread count)

@@ -796,7 +796,7 @@ def time_to_stop(config='samples', # a `Config`, preset name, YAML path or dict
                  fresh_process:bool=False, # run in a new Python process and count from its start, as for a command
                  start_time:float=None, # `time.time()` to count from (default: now)
                 ) -> dict:
-    "Seconds from the call (or a fresh process's start) until training ends by the stop rule (None if it did not), with steps and the final EMA"
+    "Seconds until the stop rule ends training (None if it did not), from the call or a fresh process's start"
     cfg = load_config(config, list(overrides))
     if fresh_process: return _time_to_stop_child(cfg, max_seconds, deterministic)
     t0 = time.time() if start_time is None else start_time
