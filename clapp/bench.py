@@ -145,7 +145,7 @@ class BenchPlan:
     valid_images: int = 16    # size of the fixed validation set (when the preset names none)
     valid_interval: int = 50  # steps between validations in quality runs (they only log: the stop rule is off)
 
-PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=12, stop_seconds=25, train_steps=60,
+PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=12, stop_seconds=35, train_steps=60,
                             buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=1000, tiled_size=2048),
          'full': BenchPlan('full', quality_steps=1500, quality_seconds=150, stop_seconds=120, train_steps=300,
                            buffer_pairs=3000, repeats=5, memory_steps=20, memory_valid_pairs=8000, tiled_size=8192)}
