@@ -446,7 +446,7 @@ class _WeightsOnly(nn.Module):
     def state_dict(self, *a, **k): return self._weights
 
 def _copy_state(x):
-    "A copy of nested dicts, lists and tuples of plain data whose tensors are cloned (~10x cheaper than `copy.deepcopy`)"
+    "A copy of nested dicts, lists and tuples of plain data whose tensors are cloned (about 4x cheaper than `copy.deepcopy`)"
     if isinstance(x, torch.Tensor): return x.detach().clone()
     if type(x) is dict: return {k: _copy_state(v) for k, v in x.items()}
     if type(x) in (list, tuple): return type(x)(_copy_state(v) for v in x)
