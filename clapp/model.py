@@ -281,6 +281,11 @@ def _rows(t:torch.Tensor, # a channels_last 1,C,rb,W band whose rows are contigu
     "The band as an rb x (W*C) view: per-channel vectors tiled W times then broadcast along long rows"
     return t.permute(0, 2, 3, 1).view(rb, -1)
 
+def _sums(t:torch.Tensor) -> tuple:
+    "Sum and sum of squares of a contiguous band, as Python floats (the caller adds them up in float64)"
+    f = t.view(-1)
+    return float(f.sum()), float(torch.dot(f, f))
+
 _SHARED_WORK, _SHARED_LOCK = {}, threading.Lock()  # the last image size's two buffers, reused by every FusedFilterNet
 
 class FusedFilterNet(nn.Module):
@@ -311,7 +316,7 @@ class FusedFilterNet(nn.Module):
         for r in range(r0, r1, B):
             rb = min(B, r1 - r)
             z = torch.addmm(m.prep.bias, x[r * w:(r + rb) * w], wt)   # (rb*W) x C: the band in channels_last order
-            f = z.view(-1); s += float(f.sum()); s2 += float(torch.dot(f, f))
+            ds, ds2 = _sums(z); s += ds; s2 += ds2
             _rows(a[..., p + r:p + r + rb, p:p + w], rb).copy_(z.view(rb, -1))
         return s, s2
 
@@ -331,15 +336,14 @@ class FusedFilterNet(nn.Module):
                 o = out[..., r:r + rb, :].permute(0, 2, 3, 1).view(rb * w, -1)
                 torch.addmm(m.post.bias, y2.view(rb * w, -1), m.post.weight.flatten(1).T, out=o)
             else:
-                f = y2.view(-1); s += float(f.sum()); s2 += float(torch.dot(f, f))
+                ds, ds2 = _sums(y2); s += ds; s2 += ds2
                 _rows(b[..., p + r:p + r + rb, p:p + w], rb).copy_(y2)
         return s, s2
 
-    def _image(self, x, pool, work):
-        "Run one 1,C,H,W image, its rows split in one chunk per worker of `pool` (None: this thread alone)"
+    def _image(self, x, pool, work, nw=1):
+        "Run one 1,C,H,W image, its rows split in `nw` chunks run by `pool` (None: this thread alone)"
         m, p, mode, C = self.model, self.config.kernel_size // 2, self.config.padding_mode, self.config.capacity
         h, w = x.shape[-2:]
-        nw = pool._max_workers if pool is not None else 1
         B = max(1, min(self.band or max(1, 65536 // w), math.ceil(h / nw)))
         edges = [round(h * j / nw) for j in range(nw + 1)]
         chunks = [(r0, r1) for r0, r1 in zip(edges, edges[1:]) if r1 > r0]
@@ -376,7 +380,7 @@ class FusedFilterNet(nn.Module):
         try:
             if nw == 1: return torch.cat([self._image(xi[None], None, work) for xi in x])
             with ThreadPoolExecutor(nw, initializer=torch.set_num_threads, initargs=(1,), thread_name_prefix='clapp-fused') as pool:
-                if len(x) < nw: return torch.cat([self._image(xi[None], pool, work) for xi in x])
+                if len(x) < nw: return torch.cat([self._image(xi[None], pool, work, nw) for xi in x])
                 def group(xs):  # a batch at least as large as the pool: each worker takes whole images
                     with torch.inference_mode(): return [self._image(xi[None], None, {}) for xi in xs]
                 return torch.cat([y for ys in pool.map(group, x.tensor_split(nw)) for y in ys])
