@@ -70,29 +70,45 @@ class FilterNet(nn.Module):
     def forward(self, x): return self.post(self.main(self.prep(x)))
 
 # %% ../nbs/03_model.ipynb #2bacff6b
+class _Down(nn.Module):
+    "One level down: replicate-pad to an even size, 2x2 stride-2 conv, a FilterBlock"
+    def __init__(self, config:ModelConfig):
+        super().__init__()
+        self.down, self.block = nn.Conv2d(config.capacity, config.capacity, 2, stride=2), FilterBlock(config)
+
+    def forward(self, x): return self.block(self.down(F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode='replicate')))
+
+class _Up(nn.Module):
+    "One level up: bilinear 2x, times a learnable per-channel gate (starting at 1), added to the skip; then a block (or none)"
+    def __init__(self, config:ModelConfig, block:bool):
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2., mode='bilinear', align_corners=False)
+        self.gate = nn.Parameter(torch.ones(1, config.capacity, 1, 1))
+        self.block = FilterBlock(config) if block else nn.Identity()
+
+    def forward(self, x, skip): return self.block(skip + self.gate * self.up(x)[..., :skip.shape[-2], :skip.shape[-1]])
+
 class UNetFilterNet(nn.Module):
-    "FilterNet with `levels` strided-down / upsampled stages of the same blocks and skip connections"
+    "FilterNet's full-resolution blocks with a gated coarse path of `levels` down/up steps between their two halves"
     def __init__(self, config:ModelConfig, # the `model` section of the config
                 ):
         super().__init__()
-        self.config, c = config, config.capacity
-        self.prep = nn.Conv2d(config.input_channels, c, 1)
-        self.enc = nn.ModuleList([FilterBlock(config) for _ in range(config.levels)])
-        self.down = nn.ModuleList([nn.Conv2d(c, c, 2, stride=2) for _ in range(config.levels)])
-        self.mid = nn.Sequential(*[FilterBlock(config) for _ in range(max(1, config.num_layers - 2 * config.levels))])
-        self.dec = nn.ModuleList([FilterBlock(config) for _ in range(config.levels)])
+        self.config, c, n = config, config.capacity, config.num_layers
+        self.prep = nn.Conv2d(config.input_channels, c, 1)  # built first, in FilterNet's order: same seed, same start
+        self.head = nn.Sequential(*[FilterBlock(config) for _ in range(n - n // 2)])
+        self.tail = nn.Sequential(*[FilterBlock(config) for _ in range(n // 2)])
         self.post = nn.Conv2d(c, config.output_channels, 1)
+        self.downs = nn.ModuleList([_Down(config) for _ in range(config.levels)])
+        self.ups = nn.ModuleList([_Up(config, block=lvl > 1) for lvl in range(config.levels, 0, -1)])  # coarsest first
 
     def forward(self, x):
-        x, skips = self.prep(x), []
-        for enc, down in zip(self.enc, self.down):
-            x = enc(x); skips.append(x)
-            x = down(F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode='replicate'))
-        x = self.mid(x)
-        for i, dec in enumerate(self.dec):
-            skip = skips[len(skips) - 1 - i]
-            x = dec(F.interpolate(x, scale_factor=2., mode='nearest')[..., :skip.shape[-2], :skip.shape[-1]] + skip)
-        return self.post(x)
+        x = self.head(self.prep(x))
+        skips = [x]
+        for down in self.downs:
+            x = down(x); skips.append(x)
+        x = skips.pop()
+        for i, up in enumerate(self.ups): x = up(x, skips[len(skips) - 1 - i])
+        return self.post(self.tail(x))
 
 # %% ../nbs/03_model.ipynb #26238af1
 def build_model(config:ModelConfig, # the `model` section of the config
@@ -121,6 +137,7 @@ def count_flops(model:nn.Module|ModelConfig, # a model, or the config to build o
         if isinstance(m, nn.Conv2d): total += 2 * n * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
         elif isinstance(m, nn.GroupNorm): total += 5 * n
         elif isinstance(m, FilterBlock): total += 3 * n
+        elif isinstance(m, _Up): total += 2 * n  # gate and skip
         elif not list(m.children()): total += n
     hs = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
@@ -133,9 +150,12 @@ def receptive_field(config:ModelConfig, # the `model` section of the config
                    ) -> int:
     "Side in pixels of the input window that reaches one output pixel through the convolutions"
     if isinstance(config, Config): config = config.model
-    rf = 1 + config.num_layers * (config.kernel_size - 1)
-    if config.arch == 'unet': rf = 1 + (config.kernel_size - 1) * sum(2 * 2**i for i in range(config.levels)) + (config.kernel_size - 1) * 2**config.levels * max(1, config.num_layers - 2 * config.levels) + 2 ** (config.levels + 1)
-    return rf
+    r = (config.kernel_size - 1) // 2  # a block's reach at its own scale
+    reach = config.num_layers * r
+    if config.arch == 'unet':  # at level l a step down and up reaches one more cell of 2^l pixels, a block r cells
+        L = config.levels
+        reach += sum((1 + r) * 2 ** l for l in range(1, L + 1)) + sum(r * 2 ** l for l in range(1, L))
+    return 2 * reach + 1
 
 # %% ../nbs/03_model.ipynb #30d118a6
 class CheckpointError(ValueError):
