@@ -17,7 +17,7 @@ from .config import Config, ModelConfig, config_dict, config_from_dict
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'FORMAT', 'SquaredReLU', 'register_activation', 'FilterBlock', 'FilterNet', 'UNetFilterNet',
            'build_model', 'count_params', 'count_flops', 'receptive_field', 'CheckpointError', 'save_checkpoint',
-           'load_checkpoint', 'load_model', 'to_torchscript', 'to_onnx', 'FusedFilterNet', 'fusable',
+           'load_checkpoint', 'load_weights', 'load_model', 'to_torchscript', 'to_onnx', 'FusedFilterNet', 'fusable',
            'optimize_for_inference']
 
 # %% ../nbs/03_model.ipynb #ae0a4069
@@ -102,12 +102,10 @@ class UNetFilterNet(nn.Module):
         self.ups = nn.ModuleList([_Up(config, block=lvl > 1) for lvl in range(config.levels, 0, -1)])  # coarsest first
 
     def forward(self, x):
-        x = self.head(self.prep(x))
-        skips = [x]
-        for down in self.downs:
-            x = down(x); skips.append(x)
-        x = skips.pop()
-        for i, up in enumerate(self.ups): x = up(x, skips[len(skips) - 1 - i])
+        skips = [self.head(self.prep(x))]
+        for down in self.downs: skips.append(down(skips[-1]))
+        x = skips[-1]
+        for i, up in enumerate(self.ups): x = up(x, skips[-2 - i])
         return self.post(self.tail(x))
 
 # %% ../nbs/03_model.ipynb #26238af1
@@ -205,6 +203,18 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
         raise CheckpointError(f'{path} is a torch file but not a CLAPP checkpoint (no {FORMAT!r} marker); save models with clapp.model.save_checkpoint')
     return state
 
+def load_weights(model:nn.Module, # the network the checkpoint's config describes
+                 state:dict, # what `load_checkpoint` returned
+                 path='checkpoint', # named in the error
+                ):
+    "Load a checkpoint's weights into `model`, raising `CheckpointError` when they do not fit its architecture"
+    try: model.load_state_dict(state['weights'])
+    except RuntimeError as e:
+        arch, made_by = getattr(getattr(model, 'config', None), 'arch', '?'), state.get('versions', {}).get('clapp', '?')
+        raise CheckpointError(f"{path}: its weights do not fit the {arch!r} network of its config (written by clapp {made_by}; "
+                              f"the 'unet' layout changed in December 2026): retrain it, or load it with that clapp version. "
+                              f"torch says: {str(e)[:200]}") from None
+
 def load_model(path, # a checkpoint file
                device='cpu', # where to put the model
               ) -> nn.Module:
@@ -212,7 +222,7 @@ def load_model(path, # a checkpoint file
     state = load_checkpoint(path, map_location=device)
     cfg = config_from_dict(state['config'])
     model = build_model(cfg.model)
-    model.load_state_dict(state['weights'])
+    load_weights(model, state, path)
     model.run_config, model.checkpoint = cfg, {k: v for k, v in state.items() if k not in ('weights', 'extra')}
     return model.to(device).eval()
 

@@ -400,10 +400,11 @@ def _setup(self:Trainer):
 Trainer._setup = _setup
 
 def _restore(self:Trainer, ck:dict):
+    from clapp.model import load_weights
     ex = ck.get('extra', {})
     missing = [k for k in ('optimizer', 'scheduler', 'stage', 'stage_step', 'rng', 'data_seed') if k not in ex]
     if missing: raise TrainError(f"checkpoint cannot be resumed: it lacks {', '.join(missing)} (was it written by clapp.train?)")
-    self.model.load_state_dict(ck['weights'])
+    load_weights(self.model, ck, 'the checkpoint to resume')
     self.opt.load_state_dict(ex['optimizer'])
     self.sched.load_state_dict(ex['scheduler'])
     self.step, self.stage_index, self.stage_step = int(ck['step']), int(ex['stage']), int(ex['stage_step'])
