@@ -4,31 +4,32 @@
 
 # %% ../nbs/07_widgets.ipynb #d86db8c0
 from __future__ import annotations
-import io, re, threading, time, warnings
-from dataclasses import fields, is_dataclass, replace
+import re
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Union, get_args, get_origin, get_type_hints
 
 import ipywidgets as W
-import numpy as np
 import yaml
+from fastcore.basics import patch
 
-from .config import Config, ConfigError, config_dict, config_from_dict, load_config, list_presets, to_yaml
+from .compare import ComparePanel, status_html
+from .config import Config, ConfigError, config_from_dict, load_config, list_presets, to_yaml, yaml_value
+from .filters import get_filter, list_filters
+from .train_panel import TrainPanel
 
 # %% auto #0
-__all__ = ['FIELD_CHOICES', 'ConfigEditor', 'loss_png', 'TrainPanel', 'resize_short', 'compare_metrics', 'compare_png',
-           'ComparePanel', 'Dashboard', 'dashboard']
+__all__ = ['FIELD_CHOICES', 'ConfigEditor', 'Dashboard', 'dashboard']
 
 # %% ../nbs/07_widgets.ipynb #531b0f55
 _BIG = 10**9        # BoundedIntText needs limits (its default max is 100); this stands for "no limit"
 _CUSTOM = 'custom (YAML)'
 
-def _filter_names():
-    from clapp.filters import list_filters
-    return list(list_filters())
+def _filter_names(): return list(list_filters())
 
 FIELD_CHOICES = {'target_filter': _filter_names}  # choices for keys whose metadata cannot name them
 
+# %% ../nbs/07_widgets.ipynb #8fc078b1
 def _choices(name, md):
     "The allowed values of a field, from its metadata or `FIELD_CHOICES`, or None"
     c = md.get('choices', FIELD_CHOICES.get(name))
@@ -71,60 +72,69 @@ class _Field:
         row = [label, self.input] + ([self.extra] if self.extra else []) + [self.note]
         self.box = W.HBox(row, layout=_layout('row', align_items='center'))
 
-    def _make(self, name, tp, md):
-        width = _layout('input', width='220px')
-        choices = _choices(name, md)
-        if tp is bool: self.kind = 'bool'; return W.Checkbox(indent=False, layout=width)
-        if tp is list and choices:
-            self.kind = 'multi'; return W.SelectMultiple(options=choices, rows=min(4, len(choices)), layout=width)
-        if choices and name in FIELD_CHOICES:
-            self.kind = 'filter'; return W.Dropdown(options=choices + [_CUSTOM], layout=width)
-        if choices: self.kind = 'choice'; return W.Dropdown(options=choices, layout=width)
-        if tp is int:
-            self.kind = 'int'; lo, hi = _bounds(md, int); return W.BoundedIntText(min=lo, max=hi, layout=width)
-        if tp is float:
-            self.kind = 'float'; lo, hi = _bounds(md, float)
-            return W.BoundedFloatText(min=lo, max=hi, step=None, layout=width)
-        if tp is str: self.kind = 'str'; return W.Text(layout=width)
-        if get_origin(tp) is Union and set(get_args(tp)) == {str, type(None)}:
-            self.kind = 'optstr'; return W.Text(placeholder='null', layout=width)
-        self.kind = 'yaml'; return W.Text(placeholder='YAML value', layout=width)
-
     def _show_extra(self): self.extra.layout.display = None if self.input.value == _CUSTOM else 'none'
 
-    def get(self):
-        "The key's value as the config expects it"
-        v = self.input.value
-        if self.kind == 'multi': return list(v)
-        if self.kind == 'optstr': return v or None
-        if self.kind == 'filter' and v == _CUSTOM: return self._yaml(self.extra.value)
-        if self.kind == 'yaml': return self._yaml(v)
-        return v
+# %% ../nbs/07_widgets.ipynb #5a6516d8
+@patch
+def _make(self:_Field, name, tp, md):
+    "The input widget for a key of type `tp` (and its `kind`, which `get` and `set` follow)"
+    width = _layout('input', width='220px')
+    choices = _choices(name, md)
+    if tp is bool: self.kind = 'bool'; return W.Checkbox(indent=False, layout=width)
+    if tp is list and choices:
+        self.kind = 'multi'; return W.SelectMultiple(options=choices, rows=min(4, len(choices)), layout=width)
+    if choices and name in FIELD_CHOICES:
+        self.kind = 'filter'; return W.Dropdown(options=choices + [_CUSTOM], layout=width)
+    if choices: self.kind = 'choice'; return W.Dropdown(options=choices, layout=width)
+    if tp is int:
+        self.kind = 'int'; lo, hi = _bounds(md, int); return W.BoundedIntText(min=lo, max=hi, layout=width)
+    if tp is float:
+        self.kind = 'float'; lo, hi = _bounds(md, float)
+        return W.BoundedFloatText(min=lo, max=hi, step=None, layout=width)
+    if tp is str: self.kind = 'str'; return W.Text(layout=width)
+    if get_origin(tp) is Union and set(get_args(tp)) == {str, type(None)}:
+        self.kind = 'optstr'; return W.Text(placeholder='null', layout=width)
+    self.kind = 'yaml'; return W.Text(placeholder='YAML value', layout=width)
 
-    def _yaml(self, text):
-        try: return yaml.safe_load(text)
-        except yaml.YAMLError as e: raise ConfigError(f"config key `{self.key}`: {text!r} is not valid YAML ({e})") from None
+# %% ../nbs/07_widgets.ipynb #b336740b
+@patch
+def get(self:_Field):
+    "The key's value as the config expects it"
+    v = self.input.value
+    if self.kind == 'multi': return list(v)
+    if self.kind == 'optstr': return v or None
+    if self.kind == 'filter' and v == _CUSTOM: return self._yaml(self.extra.value)
+    if self.kind == 'yaml': return self._yaml(v)
+    return v
 
-    def set(self, v):
-        "Show value `v` (a value the dropdown does not offer is added, so validation can name it)"
-        if self.kind == 'multi': self.input.value = tuple(v or ())
-        elif self.kind == 'optstr': self.input.value = v or ''
-        elif self.kind == 'filter' and not isinstance(v, str):
-            self.extra.value = _yaml_text(v); self.input.value = _CUSTOM
-        elif self.kind in ('choice', 'filter'):
-            if v not in self.input.options: self.input.options = list(self.input.options) + [v]
-            self.input.value = v
-        elif self.kind == 'yaml': self.input.value = _yaml_text(v)
-        else: self.input.value = v
+@patch
+def _yaml(self:_Field, text):
+    "`text` read as YAML (a `ConfigError` naming the key if it is not YAML)"
+    try: return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config key `{self.key}`: {text!r} is not valid YAML ({e})") from None
 
-    def show_error(self, msg=None):
-        "Show `msg` beside the input, under the key's help (None clears it)"
-        if msg == self.message and self.note.value: return
-        self.message = msg
-        err = f"<br><span class='clapp-error' style='color:#c62828'>&#9888; {msg}</span>" if msg else ''
-        self.note.value = f"<span style='color:#666;font-size:90%'>{self.help}</span>{err}"
+# %% ../nbs/07_widgets.ipynb #2e4823f4
+@patch
+def set(self:_Field, v):
+    "Show value `v` (a value the dropdown does not offer is added, so validation can name it)"
+    if self.kind == 'multi': self.input.value = tuple(v or ())
+    elif self.kind == 'optstr': self.input.value = v or ''
+    elif self.kind == 'filter' and not isinstance(v, str):
+        self.extra.value = yaml_value(v); self.input.value = _CUSTOM
+    elif self.kind in ('choice', 'filter'):
+        if v not in self.input.options: self.input.options = list(self.input.options) + [v]
+        self.input.value = v
+    elif self.kind == 'yaml': self.input.value = yaml_value(v)
+    else: self.input.value = v
 
-def _yaml_text(v): return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()
+@patch
+def show_error(self:_Field, msg=None):
+    "Show `msg` beside the input, under the key's help (None clears it)"
+    if msg == self.message and self.note.value: return
+    self.message = msg
+    err = f"<br><span class='clapp-error' style='color:#c62828'>&#9888; {msg}</span>" if msg else ''
+    self.note.value = f"<span style='color:#666;font-size:90%'>{self.help}</span>{err}"
 
 # %% ../nbs/07_widgets.ipynb #e25d7ab3
 _KEY_RE = re.compile(r"config key `([^`]+)`")
@@ -138,6 +148,7 @@ def _walk(obj, prefix=''):
         else: yield prefix + f.name, hints[f.name], f.metadata, v
 
 def _nested(flat:dict) -> dict:
+    "Dotted keys -> value as nested dicts"
     d = {}
     for key, v in flat.items():
         *head, last = key.split('.')
@@ -146,16 +157,11 @@ def _nested(flat:dict) -> dict:
         node[last] = v
     return d
 
+# %% ../nbs/07_widgets.ipynb #01b3b6b1
 def _filter_channels(spec):
     "Output channels of filter `spec`, or None when it cannot be made (validation then says why)"
-    try: from clapp.filters import get_filter
-    except ImportError: return None
     try: return get_filter(spec).out_channels
     except (ValueError, TypeError, KeyError, ImportError, AttributeError): return None
-
-def _status(msg, ok):
-    color = '#2e7d32' if ok else '#c62828'
-    return f"<span style='color:{color}'>{'&#10003;' if ok else '&#9888;'} {msg}</span>"
 
 # %% ../nbs/07_widgets.ipynb #be824f77
 class ConfigEditor(W.VBox):
@@ -168,23 +174,8 @@ class ConfigEditor(W.VBox):
         for f in self.fields.values(): f.input.observe(lambda ch, f=f: self._changed(f, ch), 'value')
         for f in self.fields.values():
             if f.extra: f.extra.observe(lambda ch, f=f: self._changed(f, ch), 'value')
-        presets = list_presets()
-        self.preset = W.Dropdown(options=presets, value=config if config in presets else None, description='preset',
-                                 layout=W.Layout(width='220px'))
-        self.load_preset_button = W.Button(description='Load preset', icon='folder-open')
-        self.path = W.Text(value=str(path), description='YAML', layout=W.Layout(width='320px'))
-        self.load_button = W.Button(description='Load file', icon='upload')
-        self.save_button = W.Button(description='Save YAML', icon='save')
-        self.status = W.HTML()
-        self.load_preset_button.on_click(lambda b: self._try(lambda: self.load(self.preset.value or 'default'), f'loaded preset {self.preset.value}'))
-        self.load_button.on_click(lambda b: self._try(lambda: self.load(self.path.value), f'loaded {self.path.value}'))
-        self.save_button.on_click(lambda b: self._try(lambda: self.save(self.path.value), f'saved {self.path.value}'))
-        for w, c in [(self.preset, 'preset'), (self.load_preset_button, 'load-preset'), (self.path, 'path'),
-                     (self.load_button, 'load'), (self.save_button, 'save'), (self.status, 'status')]: w.add_class('clapp-editor-' + c)
-        self.sections = W.Accordion(children=[], selected_index=None)
-        names, helps = self._sections(cfg)
-        self.sections.children = [W.VBox([f.box for k, f in self.fields.items() if self._section(k) == n]) for n in names]
-        self.sections.titles = tuple(f'{n}: {h}' for n, h in zip(names, helps))
+        self._make_toolbar(config, path)
+        self._make_sections(cfg)
         super().__init__([W.HBox([self.preset, self.load_preset_button]),
                           W.HBox([self.path, self.load_button, self.save_button]), self.status, self.sections])
         self.add_class('clapp-editor')
@@ -194,512 +185,123 @@ class ConfigEditor(W.VBox):
         err = getattr(self, 'error', None)
         return f"ConfigEditor({len(getattr(self, 'fields', ()))} keys, {'valid' if err is None else err})"
 
-    @staticmethod
-    def _section(key): return key.split('.')[0] if '.' in key else 'experiment'
+# %% ../nbs/07_widgets.ipynb #2e7e4c28
+@patch
+def _make_toolbar(self:ConfigEditor, config, path):
+    "Preset picker, YAML path box, load and save buttons and the status line"
+    presets = list_presets()
+    self.preset = W.Dropdown(options=presets, value=config if config in presets else None, description='preset',
+                             layout=W.Layout(width='220px'))
+    self.load_preset_button = W.Button(description='Load preset', icon='folder-open')
+    self.path = W.Text(value=str(path), description='YAML', layout=W.Layout(width='320px'))
+    self.load_button = W.Button(description='Load file', icon='upload')
+    self.save_button = W.Button(description='Save YAML', icon='save')
+    self.status = W.HTML()
+    self.load_preset_button.on_click(lambda b: self._try(lambda: self.load(self.preset.value or 'default'),
+                                                         f'loaded preset {self.preset.value}'))
+    self.load_button.on_click(lambda b: self._try(lambda: self.load(self.path.value), f'loaded {self.path.value}'))
+    self.save_button.on_click(lambda b: self._try(lambda: self.save(self.path.value), f'saved {self.path.value}'))
+    for w, c in [(self.preset, 'preset'), (self.load_preset_button, 'load-preset'), (self.path, 'path'),
+                 (self.load_button, 'load'), (self.save_button, 'save'), (self.status, 'status')]:
+        w.add_class('clapp-editor-' + c)
 
-    def _sections(self, cfg):
-        names, helps = ['experiment'], ['runs, seeds and stages']
-        for f in fields(cfg):
-            if is_dataclass(getattr(cfg, f.name)): names.append(f.name); helps.append(f.metadata.get('help', ''))
-        return names, helps
+# %% ../nbs/07_widgets.ipynb #c8896d3c
+def _section(key): return key.split('.')[0] if '.' in key else 'experiment'
 
-    def _changed(self, field, change):
-        if self._quiet: return
-        if field.key == 'train_data.target_filter': self._follow_filter()
-        ok = self.check()
-        for cb in self.on_change: cb(self, ok)
+@patch
+def _make_sections(self:ConfigEditor, cfg):
+    "The accordion: the top-level keys under 'experiment', then one section per config dataclass"
+    names, helps = ['experiment'], ['runs, seeds and stages']
+    for f in fields(cfg):
+        if is_dataclass(getattr(cfg, f.name)): names.append(f.name); helps.append(f.metadata.get('help', ''))
+    self.sections = W.Accordion(children=[], selected_index=None)
+    self.sections.children = [W.VBox([f.box for k, f in self.fields.items() if _section(k) == n]) for n in names]
+    self.sections.titles = tuple(f'{n}: {h}' for n, h in zip(names, helps))
 
-    def _follow_filter(self):
-        "Carry the validation filter and the model's output channels along with the training filter"
-        try: new = self.fields['train_data.target_filter'].get()
-        except ConfigError: return  # unreadable YAML: validation shows it beside the field
-        self._quiet = True
-        try:
-            if 'valid_data.target_filter' in self.fields: self.fields['valid_data.target_filter'].set(new)
-            n = _filter_channels(new)
-            if n is not None and 'model.output_channels' in self.fields: self.fields['model.output_channels'].set(n)
-        finally: self._quiet = False
+# %% ../nbs/07_widgets.ipynb #f6d50c48
+@patch
+def _changed(self:ConfigEditor, field, change):
+    "A field changed: follow the filter, validate, tell the `on_change` listeners"
+    if self._quiet: return
+    if field.key == 'train_data.target_filter': self._follow_filter()
+    ok = self.check()
+    for cb in self.on_change: cb(self, ok)
 
-    def values(self) -> dict:
-        "The form's values as nested plain data (not validated)"
-        return _nested({k: f.get() for k, f in self.fields.items()})
+@patch
+def _follow_filter(self:ConfigEditor):
+    "Carry the validation filter and the model's output channels along with the training filter"
+    try: new = self.fields['train_data.target_filter'].get()
+    except ConfigError: return  # unreadable YAML: validation shows it beside the field
+    self._quiet = True
+    try:
+        if 'valid_data.target_filter' in self.fields: self.fields['valid_data.target_filter'].set(new)
+        n = _filter_channels(new)
+        if n is not None and 'model.output_channels' in self.fields: self.fields['model.output_channels'].set(n)
+    finally: self._quiet = False
 
-    def _show(self, msg=None, ok=True):
-        "Put `msg` in the status line and, when it names a key of the form, beside that key"
-        m = _KEY_RE.search(msg) if msg and not ok else None
-        key = m.group(1) if m else None
-        for k, f in self.fields.items(): f.show_error(msg if k == key else None)
-        self.status.value = _status(msg, ok)
+# %% ../nbs/07_widgets.ipynb #489e807a
+@patch
+def values(self:ConfigEditor) -> dict:
+    "The form's values as nested plain data (not validated)"
+    return _nested({k: f.get() for k, f in self.fields.items()})
 
-    def check(self) -> bool:
-        "Validate the form, show the first problem beside its field and in the status line"
-        try: self._cfg, self.error = config_from_dict(self.values()), None
-        except ConfigError as e:
-            self._cfg, self.error = None, str(e)
-            self._show(str(e), False)
-            return False
-        self._show('valid config')
-        return True
+@patch
+def _show(self:ConfigEditor, msg=None, ok=True):
+    "Put `msg` in the status line and, when it names a key of the form, beside that key"
+    m = _KEY_RE.search(msg) if msg and not ok else None
+    key = m.group(1) if m else None
+    for k, f in self.fields.items(): f.show_error(msg if k == key else None)
+    self.status.value = status_html(msg, ok)
 
-    @property
-    def config(self) -> Config:
-        "The typed, validated config of the form (raises the `ConfigError` it shows)"
-        if not self.check(): raise ConfigError(self.error)
-        return self._cfg
+@patch
+def check(self:ConfigEditor) -> bool:
+    "Validate the form, show the first problem beside its field and in the status line"
+    try: self._cfg, self.error = config_from_dict(self.values()), None
+    except ConfigError as e:
+        self._cfg, self.error = None, str(e)
+        self._show(str(e), False)
+        return False
+    self._show('valid config')
+    return True
 
-    def set_config(self, cfg:Config):
-        "Show `cfg` in the form"
-        self._quiet = True
-        try:
-            for k, tp, md, v in _walk(cfg): self.fields[k].set(v)
-        finally: self._quiet = False
-        self.check()
-        for cb in self.on_change: cb(self, self.error is None)
+# %% ../nbs/07_widgets.ipynb #64e06cbe
+@patch(as_prop=True)
+def config(self:ConfigEditor) -> Config:
+    "The typed, validated config of the form (raises the `ConfigError` it shows)"
+    if not self.check(): raise ConfigError(self.error)
+    return self._cfg
 
-    def load(self, source):
-        "Load a preset name, YAML path, dict or `Config` into the form"
-        self.set_config(source if isinstance(source, Config) else load_config(source))
+# %% ../nbs/07_widgets.ipynb #f599085f
+@patch
+def set_config(self:ConfigEditor, cfg:Config, # the config to show
+              ):
+    "Show `cfg` in the form"
+    self._quiet = True
+    try:
+        for k, tp, md, v in _walk(cfg): self.fields[k].set(v)
+    finally: self._quiet = False
+    self.check()
+    for cb in self.on_change: cb(self, self.error is None)
 
-    def save(self, path) -> Path:
-        "Write the form's config to `path` as commented YAML"
-        to_yaml(self.config, path)
-        return Path(path)
+@patch
+def load(self:ConfigEditor, source, # a preset name, YAML path, dict or `Config`
+        ):
+    "Load a preset name, YAML path, dict or `Config` into the form"
+    self.set_config(source if isinstance(source, Config) else load_config(source))
 
-    def _try(self, fn, done):
-        try: fn()
-        except (ConfigError, OSError) as e: self._show(str(e), False)
-        else: self._show(done)
+@patch
+def save(self:ConfigEditor, path, # the YAML file to write
+        ) -> Path:
+    "Write the form's config to `path` as commented YAML"
+    to_yaml(self.config, path)
+    return Path(path)
 
-# %% ../nbs/07_widgets.ipynb #94ae5bfb
-def _fig_png(fig, dpi=80) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
-    return buf.getvalue()
-
-def loss_png(history:dict, # {'train': [(step, loss)], 'valid': [(step, loss)]}
-             dpi=80, # resolution of the PNG (dots per inch)
-            ) -> bytes:
-    "PNG bytes of the training and validation losses against the step, on a log scale"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(5.5, 3))
-    ax = fig.subplots()
-    for name, style in (('train', dict(lw=1, alpha=0.7)), ('valid', dict(marker='o', ms=3, lw=1.5))):
-        pts = [(s, l) for s, l in history.get(name, ()) if l is not None and l > 0]
-        if pts: ax.plot(*zip(*pts), label=name, **style)
-    ax.set_yscale('log'); ax.set_xlabel('step'); ax.set_ylabel('loss'); ax.grid(True, which='both', alpha=0.3)
-    if ax.lines: ax.legend(fontsize=8)
-    else: ax.text(0.5, 0.5, 'no losses yet', ha='center', va='center', transform=ax.transAxes)
-    fig.tight_layout()
-    return _fig_png(fig, dpi)
-
-# %% ../nbs/07_widgets.ipynb #3c20763c
-def _fmt_time(s):
-    if s is None or s != s or s == float('inf'): return '?'
-    s = int(round(s))
-    return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}' if s >= 3600 else f'{s // 60}:{s % 60:02d}'
-
-def _fmt_loss(v): return '-' if v is None else f'{v:.4g}'
-
-# %% ../nbs/07_widgets.ipynb #c55f77dc
-def _panel_callback(panel):
-    "A `clapp.train.Callback` that reports the trainer's events to `panel`"
-    from clapp.train import Callback
-    class _PanelCallback(Callback):
-        def _trainer(self, args): return args[0] if args else getattr(self, 'trainer', None)
-        def before_fit(self, *args, **kw): panel._event('before_fit', self._trainer(args))
-        def before_stage(self, *args, **kw): panel._event('before_stage', self._trainer(args))
-        def after_step(self, *args, **kw): panel._event('after_step', self._trainer(args))
-        def after_validate(self, *args, **kw): panel._event('after_validate', self._trainer(args))
-        def after_stage(self, *args, **kw): panel._event('after_stage', self._trainer(args))
-        def after_fit(self, *args, **kw): panel._event('after_fit', self._trainer(args))
-    return _PanelCallback()
-
-def _first(obj, names, default=None):
-    "The first of attributes (or keys) `names` that `obj` has and is not None"
-    for n in names:
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if v is not None: return v
-    return default
-
-def _num(v):
-    "A plain float from a number or a one-element tensor (None stays None)"
-    if v is None: return None
-    try: return float(v.item() if hasattr(v, 'item') else v)
-    except (TypeError, ValueError): return None
-
-def _snapshot(t) -> dict:
-    "The numbers the panel shows, read from a trainer"
-    stage, buf = _first(t, ('stage',)), _first(t, ('buffer', 'train_buffer'))
-    opt, metrics = _first(t, ('opt', 'optimizer', 'optim')), _first(t, ('metrics',), {})
-    lr = _first(t, ('lr',), opt.param_groups[0]['lr'] if getattr(opt, 'param_groups', None) else None)
-    return dict(step=int(_first(t, ('step', 'step_id', 'iteration'), 0)),
-                stage=_first(stage, ('index',), stage if isinstance(stage, int) else None),
-                lr=_num(lr), loss=_num(_first(t, ('loss', 'train_loss', 'last_loss'))),
-                valid_loss=_num(_first(t, ('valid_loss', 'val_loss')) or _first(metrics, ('valid_loss', 'valid_l2', 'val_loss'))),
-                fill=_first(buf, ('fill',)), capacity=_first(buf, ('capacity',)))
-
-# %% ../nbs/07_widgets.ipynb #41250c8f
-class TrainPanel(W.VBox):
-    "Start/stop training in a background thread and watch progress, losses and the latest image grid"
-    def __init__(self, config=None, # a `Config`, preset, YAML path or dict, or a function returning a `Config` (an editor's)
-                 out_dir=None,      # folder that receives the run folder (default: the config's train.output_dir)
-                 refresh=1.0):      # most seconds between redraws of the plot and the grid while training
-        self.config_source, self.out_dir, self.refresh = config, out_dir, refresh
-        self.thread = self.trainer = self.result = self.exception = self.run_dir = None
-        self.history, self.on_done, self._lock = {'train': [], 'valid': []}, [], threading.Lock()
-        self.start_button = W.Button(description='Start', icon='play', button_style='success')
-        self.stop_button = W.Button(description='Stop', icon='stop', button_style='danger', disabled=True)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description='step', layout=W.Layout(width='420px'))
-        self.info, self.message = W.HTML(), W.HTML()
-        self.plot = W.Image(value=loss_png(self.history), format='png', layout=W.Layout(width='440px'))
-        self.grid = W.Image(format='png', layout=W.Layout(max_width='520px', min_width='200px'))
-        for w, c in [(self.start_button, 'start'), (self.stop_button, 'stop'), (self.progress, 'progress'),
-                     (self.info, 'info'), (self.message, 'message'), (self.plot, 'plot'), (self.grid, 'grid')]:
-            w.add_class('clapp-train-' + c)
-        self.start_button.on_click(lambda b: self.start())
-        self.stop_button.on_click(lambda b: self.stop())
-        self.info.value = 'Press Start to train.'
-        super().__init__([W.HBox([self.start_button, self.stop_button, self.progress]), self.info, self.message,
-                          W.HBox([self.plot, self.grid], layout=W.Layout(align_items='flex-start'))])
-        self.add_class('clapp-train')
-
-    def __repr__(self):
-        if not hasattr(self, 'progress'): return 'TrainPanel()'
-        state = 'running' if self.running else self.result.status if self.result else 'failed' if self.exception else 'idle'
-        return f'TrainPanel({state}, step {self.progress.value}/{self.progress.max}, run {self.run_dir})'
-
-    @property
-    def running(self) -> bool:
-        "Whether a training thread is alive"
-        return self.thread is not None and self.thread.is_alive()
-
-    def _say(self, msg, ok=True): self.message.value = _status(msg, ok) if msg else ''
-
-    def _config(self) -> Config:
-        src = self.config_source
-        if callable(src): return src()
-        return src if isinstance(src, Config) else load_config(src)
-
-    def start(self) -> bool:
-        "Start training in a background thread; refused (with a message) while a run is going on"
-        if self.running:
-            self._say(f'Training is already running ({self.run_dir or "starting"}); press Stop first.', False)
-            return False
-        try: cfg = self._config()
-        except ConfigError as e:
-            self._say(f'Fix the config first: {e}', False)
-            return False
-        self.config, self.result, self.exception, self.trainer, self.run_dir = cfg, None, None, None, None
-        self.history = {'train': [], 'valid': []}
-        self._total = cfg.train.max_iterations * cfg.num_resolutions
-        self.progress.max, self.progress.value, self.progress.bar_style = self._total, 0, 'info'
-        self.grid.value, self._grid_file, self._drawn, self._t0 = b'', None, 0.0, time.monotonic()
-        self.plot.value = loss_png(self.history)
-        self.info.value = 'waiting for the first pairs in the buffer...'
-        self._stop_asked = False
-        self._say('Training started.')
-        self.stop_button.disabled = False
-        self.thread = threading.Thread(target=self._run, args=(cfg,), name='clapp-train-panel', daemon=True)
-        self.thread.start()
-        return True
-
-    def stop(self):
-        "Ask the run to stop cleanly after the current step (its checkpoint is kept)"
-        if not self.running: return self._say('Nothing is training.', False)
-        if self.trainer is not None: self.trainer.stop()
-        self._stop_asked = True
-        self._say('Stopping after this step...')
-
-    def wait(self, timeout=None):
-        "Wait for the training thread to end; returns the `TrainResult` (None if it failed or is still running)"
-        if self.thread is not None: self.thread.join(timeout)
-        return self.result
-
-    def _run(self, cfg):
-        from clapp.train import train
-        if self.out_dir is not None: cfg = replace(cfg, train=replace(cfg.train, output_dir=str(self.out_dir)))
-        try: self.result = train(cfg, callbacks=[_panel_callback(self)], progress=False)  # a fresh run folder under output_dir
-        except Exception as e:  # the thread's error goes to the panel (and `.exception`), never lost
-            self.exception = e
-        finally: self._finish()
-
-    def _event(self, name, trainer):
-        if trainer is not None and self.trainer is None:
-            self.trainer = trainer
-            self.run_dir = Path(trainer.run_dir) if getattr(trainer, 'run_dir', None) else None
-            if self._stop_asked: trainer.stop()
-        s = _snapshot(trainer)
-        with self._lock:
-            if name == 'after_step' and s['loss'] is not None: self.history['train'].append((s['step'], s['loss']))
-            if name == 'after_validate' and s['valid_loss'] is not None: self.history['valid'].append((s['step'], s['valid_loss']))
-        self._last = s
-        if name in ('after_step', 'before_stage'): self._show_progress(s)
-        if name != 'after_fit' and time.monotonic() - self._drawn >= self.refresh: self._draw()
-
-    def _show_progress(self, s):
-        step, n = s['step'] or 0, self.config.num_resolutions
-        self.progress.value = min(step, self._total)
-        el = time.monotonic() - self._t0
-        eta = (self._total - step) * el / step if step else None
-        buf = f"{s['fill']}/{s['capacity']}" if s['fill'] is not None else '-'
-        lr = f"{s['lr']:.3g}" if s['lr'] is not None else '-'
-        stage = '-' if s['stage'] is None else f"{s['stage'] + 1}/{n}"
-        self.info.value = (f"<code>step {step}/{self._total} &nbsp; stage {stage} &nbsp; elapsed {_fmt_time(el)} &nbsp; "
-                           f"ETA &le; {_fmt_time(eta)} &nbsp; buffer {buf} &nbsp; lr {lr} &nbsp; "
-                           f"loss {_fmt_loss(s['loss'])} &nbsp; valid {_fmt_loss(s['valid_loss'])}</code>")
-
-    def _draw(self):
-        "Redraw the loss plot and show the newest image grid of the run folder"
-        self._drawn = time.monotonic()
-        with self._lock: hist = {k: list(v) for k, v in self.history.items()}
-        self.plot.value = loss_png(hist)
-        if self.run_dir is not None:
-            grids = sorted(Path(self.run_dir).glob('images/*.png'))
-            if grids and grids[-1] != self._grid_file:
-                self._grid_file = grids[-1]
-                self.grid.value = grids[-1].read_bytes()
-
-    def _finish(self):
-        self._draw()
-        if getattr(self, '_last', None): self._show_progress(self._last)
-        self.stop_button.disabled = True
-        r = self.result
-        if r is None:
-            self.progress.bar_style = 'danger'
-            self._say(f'Training failed: {type(self.exception).__name__}: {self.exception}', False)
-        else:
-            self.run_dir = Path(r.run_dir)
-            self.progress.bar_style = 'success'
-            self._say(f'Training ended ({r.status}); the run is in {r.run_dir}.')
-            for cb in self.on_done:
-                try: cb(r)
-                except Exception as e: self._say(f'Training ended ({r.status}), but a listener failed: {type(e).__name__}: {e}', False)
-
-# %% ../nbs/07_widgets.ipynb #32b8d0e4
-def resize_short(img:np.ndarray, # picture array, HxW or HxWxC
-                 side:int, # length in pixels of the shorter side after resizing
-                ) -> np.ndarray:
-    "`img` resized so its shorter side is `side` pixels (area filter when shrinking)"
-    import cv2
-    h, w = img.shape[:2]
-    s = side / min(h, w)
-    if s == 1: return img
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-
-def compare_metrics(reference:np.ndarray, # the cv2 filter's uint8 output
-                    output:np.ndarray, # the model's uint8 output, same shape
-                   ) -> dict:
-    "PSNR (dB), SSIM and the largest absolute error of uint8 `output` against uint8 `reference`"
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-    ref, out = np.asarray(reference), np.asarray(output)
-    if ref.ndim == 3 and ref.shape[-1] == 1: ref = ref[..., 0]
-    if out.ndim == 3 and out.shape[-1] == 1: out = out[..., 0]
-    if ref.shape != out.shape: raise ValueError(f'the model made shape {out.shape} but the filter made {ref.shape}; '
-                                                'is the model trained for this filter?')
-    err = np.abs(ref.astype(np.int16) - out.astype(np.int16))
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)  # PSNR of identical images is inf, said plainly
-        psnr = float(peak_signal_noise_ratio(ref, out, data_range=255))
-    ssim = float(structural_similarity(ref, out, data_range=255, channel_axis=-1 if ref.ndim == 3 else None))
-    return dict(psnr=psnr, ssim=ssim, max_error=int(err.max()))
-
-# %% ../nbs/07_widgets.ipynb #37f26c09
-def _show(ax, img, title):
-    img = np.asarray(img)
-    if img.ndim == 3 and img.shape[-1] == 1: img = img[..., 0]
-    ax.imshow(img, cmap='gray' if img.ndim == 2 else None, vmin=0, vmax=255, interpolation='nearest')
-    ax.set_title(title, fontsize=9); ax.set_axis_off()
-
-def compare_png(image, # the input picture, uint8 RGB
-                reference, # the cv2 filter's uint8 output
-                output, # the model's uint8 output, same shape
-                crop=None, # (x, y, side) region to show; None: the whole picture
-                metrics=None, # a `compare_metrics` dict shown as the title (None: no title)
-                dpi=80, # resolution of the PNG (dots per inch)
-               ) -> bytes:
-    "PNG bytes of input | cv2 | model | |difference| over `crop`"
-    from matplotlib.figure import Figure
-    ref, out = np.asarray(reference), np.asarray(output)
-    diff = np.abs(ref.astype(np.int16) - out.astype(np.int16))
-    if diff.ndim == 3: diff = diff.max(-1)
-    if crop is not None:
-        x, y, s = crop
-        image, ref, out, diff = (a[y:y + s, x:x + s] for a in (image, ref, out, diff))
-    fig = Figure(figsize=(10, 2.9))
-    axs = fig.subplots(1, 4)
-    _show(axs[0], image, 'input'); _show(axs[1], ref, 'cv2'); _show(axs[2], out, 'model')
-    top = max(1, int(diff.max()))
-    im = axs[3].imshow(diff, cmap='magma', vmin=0, vmax=top, interpolation='nearest')
-    axs[3].set_title(f'|cv2 - model| (max {top} here)', fontsize=9); axs[3].set_axis_off()
-    fig.colorbar(im, ax=axs[3], fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
-    if metrics: fig.suptitle(_metrics_text(metrics), fontsize=9)
-    return _fig_png(fig, dpi)
-
-def _metrics_text(m): return f"PSNR {m['psnr']:.2f} dB   SSIM {m['ssim']:.4f}   max error {m['max_error']}"
-
-# %% ../nbs/07_widgets.ipynb #3c695814
-def _run_dirs(root) -> list:
-    "Run folders under `root` (those holding a checkpoint), newest first"
-    root = Path(root)
-    if not root.is_dir(): return []
-    runs = {p.parent for pat in ('*/last.pt', '*/best.pt', '*/*/last.pt', '*/*/best.pt') for p in root.glob(pat)}
-    return [str(p) for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
-
-def _checkpoint(run_dir) -> Path:
-    run_dir = Path(run_dir)
-    for name in ('best.pt', 'last.pt'):
-        if (run_dir/name).exists(): return run_dir/name
-    raise FileNotFoundError(f'{run_dir} holds no best.pt or last.pt; pick a run folder that finished a validation')
-
-def _read_image(data:bytes, name='upload') -> np.ndarray:
-    "A uint8 RGB array from encoded image bytes"
-    from PIL import Image, UnidentifiedImageError
-    from clapp.filters import as_rgb_uint8
-    try: return as_rgb_uint8(Image.open(io.BytesIO(data)))
-    except (UnidentifiedImageError, OSError) as e: raise ValueError(f'{name} is not an image that PIL can read ({e})') from None
-
-def _predict(model, img):
-    import torch
-    if isinstance(model, torch.nn.Module):
-        from clapp.infer import predict
-        return predict(model, img)
-    return np.asarray(model(img))
-
-# %% ../nbs/07_widgets.ipynb #06eafb9a
-class ComparePanel(W.VBox):
-    "cv2 vs model on one picture: input | cv2 | model | difference, PSNR, SSIM, max error, zoom and resolution"
-    def __init__(self, model=None,          # a trained model or any callable uint8 image -> uint8 image
-                 run_dir=None,              # or a run folder to load the model from
-                 target_filter='sobel_3',   # the filter to compare with (a registered name)
-                 image=None,                # a uint8 RGB picture (default: the first sample image)
-                 runs_root='runs',          # where the run picker looks for run folders
-                 size=256):                 # processing resolution: the picture's shorter side
-        from clapp.data import load_sample_images
-        from clapp.filters import list_filters
-        self.samples = load_sample_images('all')
-        self.model, self.run_dir, self.runs_root, self._cache, self._quiet = None, None, runs_root, {}, False
-        self.metrics, self.png, self.reference, self.output, self.error = None, None, None, None, None
-        self.run = W.Combobox(options=_run_dirs(runs_root), placeholder='run folder', description='run',
-                              ensure_option=False, layout=W.Layout(width='420px'))
-        self.load_button = W.Button(description='Load model', icon='folder-open')
-        self.refresh_button = W.Button(description='', icon='refresh', tooltip='list run folders again', layout=W.Layout(width='40px'))
-        self.sample = W.Dropdown(options=list(self.samples), description='sample')
-        self.path = W.Text(placeholder='path/to/picture.png', description='file')
-        self.open_button = W.Button(description='Open', icon='image')
-        self.upload = W.FileUpload(accept='image/*', multiple=False, description='Upload')
-        self.filter = W.Dropdown(options=list_filters(), description='filter')
-        self.size = W.IntSlider(value=size, min=32, max=1024, step=16, description='short side', continuous_update=False)
-        self.zoom = W.IntSlider(value=1, min=1, max=16, description='zoom', continuous_update=False)
-        self.x = W.IntSlider(value=0, min=0, max=0, description='x', continuous_update=False)
-        self.y = W.IntSlider(value=0, min=0, max=0, description='y', continuous_update=False)
-        self.view = W.Image(format='png', layout=W.Layout(max_width='100%'))
-        self.info = W.HTML()
-        for w, c in [(self.run, 'run'), (self.load_button, 'load'), (self.sample, 'sample'), (self.path, 'path'),
-                     (self.open_button, 'open'), (self.upload, 'upload'), (self.filter, 'filter'), (self.size, 'size'),
-                     (self.zoom, 'zoom'), (self.x, 'x'), (self.y, 'y'), (self.view, 'view'), (self.info, 'info')]:
-            w.add_class('clapp-compare-' + c)
-        self.load_button.on_click(lambda b: self._guard(lambda: self.load_run(self.run.value)))
-        self.refresh_button.on_click(lambda b: self.refresh_runs())
-        self.open_button.on_click(lambda b: self._guard(lambda: self.set_image(self.path.value)))
-        self.sample.observe(lambda ch: self._guard(lambda: self.set_image(self.samples[ch.new])), 'value')
-        self.upload.observe(lambda ch: self._guard(self._uploaded), 'value')
-        for w in (self.filter, self.size): w.observe(lambda ch: self._guard(self.update), 'value')
-        for w in (self.zoom, self.x, self.y): w.observe(lambda ch: self._guard(self._render), 'value')
-        super().__init__([W.HBox([self.run, self.refresh_button, self.load_button]),
-                          W.HBox([self.sample, self.path, self.open_button, self.upload]),
-                          W.HBox([self.filter, self.size]), W.HBox([self.zoom, self.x, self.y]), self.info, self.view])
-        self.add_class('clapp-compare')
-        self.image = image if image is not None else self.samples[self.sample.value]
-        if isinstance(target_filter, str) and target_filter in self.filter.options: self.filter.value = target_filter
-        if run_dir is not None: self._guard(lambda: self.load_run(run_dir))
-        else: self.set_model(model)
-
-    def __repr__(self): return f"ComparePanel({_metrics_text(self.metrics) if self.metrics else self.error or 'no model'})"
-
-    def _guard(self, fn):
-        "Run a UI action; a user error is shown in the panel instead of raising in a callback"
-        try: fn()
-        except (ValueError, OSError, ConfigError, RuntimeError) as e:
-            self.error = str(e)
-            self.info.value = f"<span style='color:#c62828'>&#9888; {e}</span>"
-
-    def refresh_runs(self):
-        "List the run folders under `runs_root` again"
-        self.run.options = _run_dirs(self.runs_root)
-
-    def set_model(self, model, run_dir=None, target_filter=None):
-        "Compare `model` (and select `target_filter` when given)"
-        self.model, self.run_dir, self._cache = model, run_dir, {}
-        if run_dir is not None: self.run.value = str(run_dir)
-        if isinstance(target_filter, str) and target_filter in self.filter.options and self.filter.value != target_filter:
-            self.filter.value = target_filter  # its observer updates
-        else: self.update()
-
-    def load_run(self, run_dir):
-        "Load the model of a run folder (best.pt, else last.pt) and select the run's filter"
-        from clapp.model import load_model
-        if not str(run_dir).strip(): raise ValueError('type or pick a run folder first')
-        model = load_model(_checkpoint(run_dir))
-        cfg = getattr(model, 'run_config', None)  # the config the checkpoint was trained with
-        self.set_model(model, run_dir, cfg.train_data.target_filter if cfg is not None else None)
-
-    def set_image(self, image):
-        "Compare on `image`: a uint8 RGB array or a path to a picture"
-        if isinstance(image, (str, Path)):
-            p = Path(image).expanduser()
-            if not p.is_file(): raise FileNotFoundError(f'no picture at {str(image)!r}')
-            image = _read_image(p.read_bytes(), str(p))
-        self.image, self._cache = np.asarray(image), {}
-        self.update()
-
-    def _uploaded(self):
-        if not self.upload.value: return
-        f = self.upload.value[0]
-        data, name = bytes(f['content']), f['name']
-        self.upload.value = ()  # keep the bytes once, here, not also in the widget's state
-        self.set_image(_read_image(data, name))
-
-    def update(self):
-        "Filter and predict at the chosen resolution, measure, and draw"
-        if self.model is None:
-            self.info.value = 'Train a model or load a run folder to compare it with cv2.'
-            self.view.value, self.metrics = b'', None
-            return
-        from clapp.filters import get_filter
-        img = resize_short(self.image, self.size.value)
-        key = (self.filter.value, self.size.value)
-        if key not in self._cache:
-            ref = get_filter(self.filter.value)(img)
-            out = _predict(self.model, img)
-            self._cache = {key: (img, ref, out, compare_metrics(ref, out))}
-        self.processed, self.reference, self.output, self.metrics = self._cache[key]
-        h, w = img.shape[:2]
-        if (self.x.max, self.y.max) != (w - 1, h - 1):  # a new picture or size: centre the zoom
-            self._quiet = True
-            try: self.x.max, self.y.max, self.x.value, self.y.value = w - 1, h - 1, w // 2, h // 2
-            finally: self._quiet = False
-        self.error = None
-        self._render()
-
-    def crop(self):
-        "The region shown: (x, y, side) centred on the x/y sliders, or None for the whole picture"
-        if self.zoom.value <= 1 or self.reference is None: return None
-        h, w = self.processed.shape[:2]
-        s = max(8, min(h, w) // self.zoom.value)
-        x = int(np.clip(self.x.value - s // 2, 0, w - s)); y = int(np.clip(self.y.value - s // 2, 0, h - s))
-        return x, y, s
-
-    def _render(self):
-        if self.metrics is None or self._quiet: return
-        self.png = compare_png(self.processed, self.reference, self.output, self.crop())
-        self.view.value = self.png
-        h, w = self.processed.shape[:2]
-        where = f'run {self.run_dir}' if self.run_dir else 'model given'
-        self.info.value = (f"<b>{_metrics_text(self.metrics)}</b> &nbsp; (whole picture, {w}x{h}, "
-                           f"filter {self.filter.value}, {where})")
+@patch
+def _try(self:ConfigEditor, fn, done):
+    "Run a button's action; show `done`, or the error it raised"
+    try: fn()
+    except (ConfigError, OSError) as e: self._show(str(e), False)
+    else: self._show(done)
 
 # %% ../nbs/07_widgets.ipynb #696791eb
 class Dashboard(W.Tab):
@@ -719,10 +321,13 @@ class Dashboard(W.Tab):
     def __repr__(self): return f"Dashboard({getattr(self, 'training', None)!r})"
 
     def _trained(self, result):
+        "Send a finished run's model to the comparison, with the run's filter selected"
         filt = self.training.config.train_data.target_filter
         self.compare.refresh_runs()
-        self.compare._guard(lambda: self.compare.set_model(result.model, result.run_dir, filt if isinstance(filt, str) else None))
+        self.compare.guard(lambda: self.compare.set_model(result.model, result.run_dir,
+                                                           filt if isinstance(filt, str) else None))
 
+# %% ../nbs/07_widgets.ipynb #c127a414
 def dashboard(config='samples', # the editor's first config: a `Config`, preset, YAML path or dict
               out_dir=None,     # folder for run folders (default: the config's train.output_dir)
               refresh=1.0,      # most seconds between redraws while training

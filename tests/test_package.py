@@ -3,7 +3,7 @@ import configparser, importlib, importlib.resources, pkgutil
 from pathlib import Path
 
 import clapp
-from clapp.config import Config, load_config, list_presets, to_yaml
+from clapp.config import Config, load_config, list_presets, to_yaml, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -12,14 +12,17 @@ def test_presets_ship_as_package_data():
     folder = importlib.resources.files('clapp') / 'configs'
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith('.yaml'))
     assert {'default.yaml', 'samples.yaml'} <= set(names)
-    assert load_config('default') == Config()
+    assert load_config('default') == validate(Config())
     assert load_config('samples').train_data.name == 'samples'
 
 
 def test_presets_are_written_by_to_yaml():
     for name in list_presets():
         text = (importlib.resources.files('clapp') / 'configs' / f'{name}.yaml').read_text()
-        assert text == to_yaml(load_config(name)), f'{name}.yaml differs from to_yaml(load_config({name!r}))'
+        lines = text.splitlines(keepends=True)
+        header = ''.join(lines[:next((i for i, l in enumerate(lines) if not l.startswith('#')), len(lines))])
+        assert text == header + to_yaml(load_config(name)), \
+            f'{name}.yaml differs from its header comment + to_yaml(load_config({name!r}))'
 
 
 def test_every_module_imports():

@@ -1,20 +1,30 @@
 """Real-browser test of the widgets dashboard: Voila serves tests/widgets_dashboard.ipynb on 127.0.0.1,
 headless Chromium (the machine's, driven by Playwright) edits a config value, trains a few steps and
 checks that the progress, the loss plot and the image grid changed, then that the comparison shows.
-Screenshots go to test-artifacts/widgets/."""
+
+Screenshots go to test-artifacts/widgets/: the whole page at each stage, and the dashboard alone as
+widgets_config.png, widgets_config_error.png, widgets_train.png and widgets_compare.png. Those four are the
+pictures the widgets notebooks (07_widgets, 07a_compare, 07b_train_panel) show on their docs pages: they are
+copied, as 256-colour PNGs, into images/ when missing there, or every time with CLAPP_UPDATE_IMAGES=1
+(`CLAPP_UPDATE_IMAGES=1 pytest tests/test_widgets_browser.py`, then commit images/widgets_*.png)."""
 import os, shutil, signal, socket, subprocess, sys, time, urllib.error, urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clapp.imaging import read_image, write_image
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = Path(__file__).resolve().parent/'widgets_dashboard.ipynb'
 ARTIFACTS = ROOT/'test-artifacts'/'widgets'
+IMAGES = ROOT/'images'  # the docs' pictures of the panels (committed)
+UPDATE_IMAGES = os.environ.get('CLAPP_UPDATE_IMAGES') == '1'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
-pytestmark = pytest.mark.skipif(shutil.which('chromium') is None, reason='needs the chromium package (apt-get install chromium)')
+pytestmark = pytest.mark.skipif(shutil.which('chromium') is None,
+                                reason='needs the chromium package (apt-get install chromium)')
 
 
 def _free_port() -> int:
@@ -28,7 +38,8 @@ def _wait_http(url, proc, timeout=90):
     while time.monotonic() < end:
         if proc.poll() is not None: raise RuntimeError(f'voila exited with code {proc.returncode}')
         try:
-            urllib.request.urlopen(url + 'api', timeout=5)  # any answer (even 404) means the server is up; '/' would run the notebook
+            # any answer (even 404) means the server is up; '/' would run the notebook
+            urllib.request.urlopen(url + 'api', timeout=5)
             return
         except urllib.error.HTTPError: return  # the server answers
         except OSError: time.sleep(0.3)
@@ -64,6 +75,16 @@ def _img_src(page, cls):
     return page.eval_on_selector(f'.{cls} img, img.{cls}', 'e => e.getAttribute("src") || ""')
 
 
+def _panel_shot(page, name) -> Path:
+    "Screenshot the dashboard into test-artifacts/widgets/widgets_{name}.png; into images/ too when missing or asked"
+    shot = ARTIFACTS/f'widgets_{name}.png'
+    page.locator('.clapp-dashboard').screenshot(path=str(shot))
+    assert shot.stat().st_size > 5_000, f'{shot} looks empty'
+    if UPDATE_IMAGES or not (IMAGES/shot.name).exists():
+        write_image(IMAGES/shot.name, read_image(shot), palette=256)
+    return shot
+
+
 def test_dashboard_in_browser(voila_url):
     from playwright.sync_api import sync_playwright, expect
     url, runs = voila_url
@@ -71,7 +92,7 @@ def test_dashboard_in_browser(voila_url):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which('chromium'), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+            page = browser.new_page(viewport={'width': 1400, 'height': 1800})  # tall: the config form fits
             page.goto(url, timeout=120_000)
             page.wait_for_selector('.clapp-dashboard', timeout=120_000)
             expect(page.locator('.clapp-editor-status')).to_contain_text('valid config')
@@ -85,6 +106,7 @@ def test_dashboard_in_browser(voila_url):
             box.press('Enter')
             expect(page.locator('.clapp-editor-status')).to_contain_text('valid config')
             page.screenshot(path=str(ARTIFACTS/'1_config.png'), full_page=True)
+            _panel_shot(page, 'config')
 
             # an invalid value shows its error beside the field, and fixing it clears the error
             mn = page.locator('.clapp-field-train-min_iterations input')
@@ -92,6 +114,7 @@ def test_dashboard_in_browser(voila_url):
             expect(page.locator('.clapp-error').filter(has_text='train.min_iterations')).to_be_visible()
             expect(page.locator('.clapp-editor-status')).to_contain_text('must be <= train.max_iterations')
             page.screenshot(path=str(ARTIFACTS/'2_config_error.png'), full_page=True)
+            _panel_shot(page, 'config_error')
             mn.fill('4'); mn.press('Enter')
             expect(page.locator('.clapp-editor-status')).to_contain_text('valid config')
 
@@ -105,9 +128,11 @@ def test_dashboard_in_browser(voila_url):
             page.wait_for_function(
                 '([a, b]) => { const p = document.querySelector(".clapp-train-plot img, img.clapp-train-plot");'
                 ' const g = document.querySelector(".clapp-train-grid img, img.clapp-train-grid");'
-                ' return p && g && p.getAttribute("src") !== a && (g.getAttribute("src") || "") !== b && g.naturalWidth > 0; }',
+                ' return p && g && p.getAttribute("src") !== a && (g.getAttribute("src") || "") !== b'
+                ' && g.naturalWidth > 0; }',
                 arg=[plot0, grid0], timeout=30_000)
             page.screenshot(path=str(ARTIFACTS/'3_train.png'), full_page=True)
+            _panel_shot(page, 'train')
 
             # the edited value reached the run
             cfgs = list(runs.glob('**/config.yaml'))
@@ -117,8 +142,12 @@ def test_dashboard_in_browser(voila_url):
             # the trained model went to the comparison
             page.locator('.lm-TabBar-tab', has_text='Compare').click()
             expect(page.locator('.clapp-compare-info')).to_contain_text('PSNR', timeout=30_000)
-            page.wait_for_function('() => { const v = document.querySelector(".clapp-compare-view img, img.clapp-compare-view");'
+            page.wait_for_function('() => { const v = document.querySelector('
+                                   '".clapp-compare-view img, img.clapp-compare-view");'
                                    ' return v && v.naturalWidth > 0; }', timeout=30_000)
             page.screenshot(path=str(ARTIFACTS/'4_compare.png'), full_page=True)
+            _panel_shot(page, 'compare')
         finally:
             browser.close()
+    for name in ('config', 'config_error', 'train', 'compare'):  # the pictures the widgets notebooks show
+        assert (IMAGES/f'widgets_{name}.png').stat().st_size > 5_000, name

@@ -216,9 +216,31 @@ def render_readme(nb_path: Path = None) -> tuple:
     c.ExtractOutputPreprocessor.output_filename_template = 'index_{cell_index}_{index}{extension}'
     exp = MarkdownExporter(config=c, exclude_input_prompt=True, exclude_output_prompt=True)
     body, res = exp.from_notebook_node(nb, resources={'output_files_dir': _rel(README_IMAGES)})
+    body = _readme_links(body, nb_path.parent)
     body = re.sub(r'[ \t]+\n', '\n', body)
     body = re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
     return body, {name: data for name, data in sorted(res.get('outputs', {}).items())}
+
+
+def _readme_links(md: str, nb_dir: Path) -> str:
+    "Links that work on GitHub: the index's relative links (`03_model.ipynb`) from the root, API links to the notebooks"
+    s = settings()
+    doc_base = (s.get('doc_host', '') + s.get('doc_baseurl', '')).rstrip('/') + '/'
+    pages = {re.sub(r'^\d\d[a-z]?_', '', p.stem) + '.html': p for p in all_notebooks(nb_dir)}
+    def fix(m):
+        url = m.group(2)
+        if doc_base != '/' and url.startswith(doc_base):   # nbdev's API links point at the published site
+            page = url[len(doc_base):].partition('#')[0] or 'index.html'
+            if page in pages: return f'{m.group(1)}({pages[page].resolve().relative_to(ROOT).as_posix()})'
+            return m.group(0)
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc or not parts.path or parts.path.startswith('/'): return m.group(0)
+        f = (nb_dir/parts.path).resolve()
+        if not f.exists(): return m.group(0)
+        try: rel = f.relative_to(ROOT).as_posix()
+        except ValueError: return m.group(0)
+        return f'{m.group(1)}({rel}' + (f'#{parts.fragment}' if parts.fragment else '') + ')'
+    return re.sub(r'(\]\s?)\(([^)\s]+)\)', fix, md)
 
 
 def _readme_state() -> dict:
@@ -325,7 +347,7 @@ def sidebar_files(items: list) -> list:
 def all_notebooks(nbs: Path) -> list:
     "The notebooks nbdev renders: under nbs/, skipping files and folders that start with `_` or `.`"
     return sorted(p for p in nbs.rglob('*.ipynb')
-                  if not any(part[0] in '_.' for part in p.relative_to(nbs).parts) and 'checkpoint' not in p.name)
+                  if not any(part[0] in '_.' for part in p.relative_to(nbs).parts))
 
 
 _TEMPLATE = r"""{%- extends 'basic/index.html.j2' -%}
