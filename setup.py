@@ -22,6 +22,9 @@ min_python = cfg['min_python']
 requirements = cfg.get('requirements', '').split()
 if cfg.get('pip_requirements'): requirements += cfg.get('pip_requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+# optional extras: `<name>_requirements` in settings.ini gives `pip install "clapp[<name>]"`
+extras = {k[:-len('_requirements')]: cfg[k].split() for k in cfg if k.endswith('_requirements')
+          and k not in ('requirements', 'pip_requirements', 'conda_requirements', 'dev_requirements')}
 console_scripts = cfg.get('console_scripts', '').split()
 
 setuptools.setup(
@@ -34,9 +37,9 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['clapp', 'clapp.*']),
     include_package_data=True,
-    package_data={'clapp': ['configs/*.yaml']},
+    package_data={'clapp': ['configs/*.yaml', 'zoo/*']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, **extras},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),

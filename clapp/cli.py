@@ -96,54 +96,51 @@ def clapp_train(
     return 1 if res.status == 'diverged' else None
 
 # %% ../nbs/08_cli.ipynb #2bd66751
-def run_infer(model:str, # checkpoint (.pt) or run folder (best.pt is used, else last.pt)
+def run_infer(model:str, # checkpoint (.pt), run folder (best.pt, else last.pt), or zoo name (e.g. sobel_3)
               input:str, # picture file or folder of pictures
               output:str, # output picture, or folder when `input` is a folder
               compare:bool=False, # write input | cv2 | model | difference instead of the output, with the PSNR
               max_pixels:int=None, # pictures with more pixels are processed in tiles (None: `DEFAULT_MAX_PIXELS`)
-              tile:int=1024, # tile side for large pictures
+              tile:int=1024, # tile side for large pictures (at least 1)
               device:str='cpu', # cpu, cuda or mps
+              overwrite:bool=False, # replace output files that exist already
               log=print, # called with each progress line (None: silent)
+              progress:bool=False, # bars for tiles and pictures (on stderr)
              ) -> dict:
     "Run a saved model on a picture or a folder; returns a summary dict"
-    from clapp.imaging import read_image, write_image  # lazy: see `user_errors`
-    from clapp.infer import load, predict, predict_tiled, predict_folder, compare_grid  # lazy
+    from clapp.infer import load, predict_file, predict_folder  # lazy: see `user_errors`
     from clapp.infer import InferError, DEFAULT_MAX_PIXELS  # lazy
+    if tile < 1: raise InferError(f'--tile must be a positive number of pixels, not {tile}')
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     src = Path(input)
     if not src.exists(): raise InferError(f'no such file or folder: {src}')
     m = load(model, device=device)
     if src.is_dir():
-        res = predict_folder(m, src, output, compare=compare, log=log)
+        res = predict_folder(m, src, output, compare=compare, overwrite=overwrite, max_pixels=max_pixels, tile=tile,
+                             log=log, progress=progress)
         if log: log(f"wrote {len(res['written'])} file(s) to {output}; skipped {len(res['skipped'])}")
         return res
-    img = read_image(src)
-    t = time.perf_counter()
-    if compare:
-        c = compare_grid(m, img)
-        p = write_image(output, c['grid'])
-        info = dict(written=[str(p)], psnr=c['psnr'], mae=c['mae'], max_err=c['max_err'])
-    else:
-        big = img.shape[0] * img.shape[1] > max_pixels
-        out = predict_tiled(m, img, tile=tile) if big else predict(m, img, max_pixels=max_pixels)
-        info = dict(written=[str(write_image(output, out))], tiled=big)
-    info.update(size=list(img.shape[:2]), seconds=round(time.perf_counter() - t, 2))
-    if log: log(f"wrote {info['written'][0]} ({img.shape[1]}x{img.shape[0]}, {info['seconds']} s" +
+    info = predict_file(m, src, output, compare=compare, overwrite=overwrite, max_pixels=max_pixels, tile=tile,
+                        progress=progress)
+    h, w = info['size']
+    if log: log(f"wrote {info['written'][0]} ({w}x{h}, {info['seconds']} s" +
                 (f", PSNR {info['psnr']:.1f} dB vs cv2)" if compare else ', tiled)' if info.get('tiled') else ')'))
     return info
 
 # %% ../nbs/08_cli.ipynb #8d8601d5
 @call_parse
-def clapp_infer(model:str, # checkpoint (.pt) or run folder (best.pt is used, else last.pt)
+def clapp_infer(model:str, # checkpoint (.pt), run folder (best.pt, else last.pt), or zoo name (e.g. sobel_3)
                 input:str, # picture file or folder of pictures
                 output:str, # output picture (PNG unless the suffix says otherwise), or folder when INPUT is a folder
                 compare:bool=False, # write input | cv2 | model | difference instead of the output, and print the PSNR
                 max_pixels:int=4194304, # pictures with more pixels are processed in tiles
                 tile:int=1024, # tile side for large pictures
                 device:str='cpu', # cpu, cuda or mps
+                overwrite:bool=False, # replace output files that exist already (never the input pictures)
                ):
     "Run a trained CLAPP model on a picture or a folder of pictures"
-    res = cli_errors('clapp_infer', run_infer, model, input, output, compare, max_pixels, tile, device)
+    res = cli_errors('clapp_infer', run_infer, model, input, output, compare, max_pixels, tile, device, overwrite,
+                     progress=True)
     return res if isinstance(res, int) else None
 
 # %% ../nbs/08_cli.ipynb #28b3743e

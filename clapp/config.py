@@ -114,7 +114,8 @@ class TrainConfig:
     compile: bool = opt(False, 'torch.compile the model where it works', new=True)
     loggers: list = opt([], "extra loggers: any of 'wandb', 'tensorboard' (used only if installed)", choices=LOGGERS,
                         new=True)
-    checkpoint_interval: int = opt(0, 'steps between last.pt saves; 0 saves at validation-best and stage ends', min=0,
+    checkpoint_interval: int = opt(0, 'steps between last.pt saves (0: none by step count); last.pt is also written every '
+                                   '60 s of training, at stage ends and on interrupt', min=0,
                                    new=True)
 
 # %% ../nbs/00_config.ipynb #c0f1524d
@@ -125,6 +126,10 @@ class Config:
     num_resolutions: int = opt(2, 'training stages; each doubles crop and resize and halves the batch', min=1)
     num_parallel_runs: int = opt(1, 'experiment runs at a time (0 or 1: one after another)', min=0)
     experiment_name: Union[str, None] = opt(None, 'experiment folder name; null makes a fresh uuid')
+    engine: str = opt('local', 'how experiment runs are spread: local (processes on this machine) or ray',
+                      choices=('local', 'ray'), new=True)
+    ray_address: Union[str, None] = opt(None, 'Ray cluster for engine ray: null starts one on 127.0.0.1, auto joins a '
+                                         'running one, ray://host:10001 a remote one', new=True)
     seed: int = opt(0, 'base random seed; run i of an experiment uses seed + i', min=0, new=True)
     train_data: DataConfig = field(default_factory=DataConfig, metadata=dict(help='training data'))
     valid_data: DataConfig = field(default_factory=_valid_data,
@@ -305,11 +310,11 @@ def _yaml_lines(obj, indent=0):
     for f in fields(obj):
         v, pad = getattr(obj, f.name), '  ' * indent
         if is_dataclass(v):
-            lines.append(f"{pad}{f.name}:".ljust(width) + f"# {f.metadata.get('help', '')}")
+            lines.append(f"{pad}{f.name}:".ljust(width - 1) + f" # {f.metadata.get('help', '')}")
             lines += _yaml_lines(v, indent + 1)
         else:
             help = f.metadata.get('help', '') + (' (new)' if f.metadata.get('new') else '')
-            lines.append(f"{pad}{f.name}: {yaml_value(v)}".ljust(width) + f"# {help}")
+            lines.append(f"{pad}{f.name}: {yaml_value(v)}".ljust(width - 1) + f" # {help}")
     return lines
 
 def _unresolved(cfg:Config) -> Config:

@@ -22,8 +22,9 @@ from .runs import read_metrics
 from .train import train
 
 # %% auto #0
-__all__ = ['expand_sweep', 'parse_sweep', 'threads_per_run', 'RunRecord', 'Experiment', 'load_experiment', 'ExperimentError',
-           'plan_experiment', 'run_experiment', 'best_run', 'make_demo_figures', 'run_experiment_cli']
+__all__ = ['ENGINES', 'expand_sweep', 'parse_sweep', 'threads_per_run', 'RunRecord', 'Experiment', 'load_experiment',
+           'ExperimentError', 'plan_experiment', 'run_experiment', 'best_run', 'make_demo_figures',
+           'run_experiment_cli']
 
 # %% ../nbs/06_experiment.ipynb #fa71ad16
 def expand_sweep(grid:dict, # dotted key -> list of values (a single value counts as a list of one)
@@ -171,7 +172,8 @@ def plan_experiment(config='samples', # preset name, YAML path, dict or `Config`
     exp_dir.mkdir(parents=True, exist_ok=True)
     meta = dict(name=name, config=str(config) if isinstance(config, (str, Path)) else type(config).__name__,
                 overrides=list(overrides), variants=_as_variants(sweep), num_runs=n, parallel=parallel,
-                threads=threads, cores=_available_cores(), created=time.strftime('%Y-%m-%d %H:%M:%S'))
+                threads=threads, cores=_available_cores(), engine=getattr(base, 'engine', 'local'),
+                ray_address=getattr(base, 'ray_address', None), created=time.strftime('%Y-%m-%d %H:%M:%S'))
     (exp_dir/'config.yaml').write_text(to_yaml(base))
     exp = Experiment(exp_dir, runs, meta)
     exp.save()
@@ -192,6 +194,14 @@ def _train_run(config:dict,    # the run's whole config as plain data
         (Path(run_dir)/'error.txt').write_text(traceback.format_exc())
         return dict(status='failed', error=f'{type(e).__name__}: {e}', seconds=time.perf_counter() - t0, steps=None)
 
+# %% ../nbs/06_experiment.ipynb #w5e0a001
+ENGINES = ('local', 'ray')  # how an experiment's runs are spread
+
+def _engine(name:str) -> str:
+    "`name` if it is a known engine, else a clear ExperimentError"
+    if name not in ENGINES: raise ExperimentError(f'engine {name!r} is unknown; use one of {ENGINES}')
+    return name
+
 # %% ../nbs/06_experiment.ipynb #1c456923
 def run_experiment(config='samples', # preset name, YAML path, dict or `Config`
                    overrides=(),     # `key=value` overrides for every run
@@ -200,18 +210,24 @@ def run_experiment(config='samples', # preset name, YAML path, dict or `Config`
                    num_runs=None,    # runs per variant (default: the config's num_runs)
                    parallel=None,    # runs at a time; 0 or 1: one after another in this process (default: the config's)
                    start_method='spawn', # how workers start: 'spawn' or 'forkserver' (never 'fork' with torch)
+                   engine=None,      # 'local' (processes here) or 'ray' (Ray tasks) (default: the config's `engine`)
+                   ray_address=None, # Ray cluster for 'ray': None starts one on 127.0.0.1, 'auto', 'ray://host:10001'
                    report=True,      # write summary.csv, summary.md and the three loss plots at the end
                    verbose=False,    # print a line as each run ends (and the progress of in-process runs)
                   ) -> Experiment:
-    "Train every run of an experiment, sequentially or in parallel processes; failures are recorded, Ctrl-C stops all"
+    "Train every run of an experiment, here, in parallel processes or on Ray; failures are recorded, Ctrl-C stops all"
     exp = plan_experiment(config, overrides, sweep, out, num_runs, parallel)
     todo = [r for r in exp.runs if r.status == 'pending']
+    engine = _engine(engine or exp.meta['engine'])
+    address = ray_address or exp.meta.get('ray_address')
     def finish(r, res):
         r.status, r.error, r.seconds, r.steps = res['status'], res['error'], res['seconds'], res.get('steps')
         exp.save()
         if verbose: print(_run_line(exp, r), flush=True)
     try:
-        if exp.meta['parallel'] <= 1:
+        if engine == 'ray':
+            _run_ray(todo, exp.dir, max(1, exp.meta['parallel']), exp.meta['threads'], address, finish)
+        elif exp.meta['parallel'] <= 1:
             for r in todo:
                 r.status = 'running'
                 finish(r, _train_run(r.config, str(exp.dir/r.run_dir), progress=verbose))
@@ -288,6 +304,45 @@ def _run_parallel(runs:list, exp_dir:Path, parallel:int, threads:int, start_meth
             _stop_workers(ex)
             raise
         ex.shutdown(wait=True)
+
+# %% ../nbs/06_experiment.ipynb #w5e0a004
+def _ray_connect(address=None, # None: start a Ray on 127.0.0.1; 'auto' or 'ray://host:10001': join that cluster
+                ) -> bool:
+    "Connect this process to Ray (usage statistics off); True when it started a Ray that it must stop"
+    import ray  # optional dependency (the `ray` extra): `import clapp` never loads it
+    os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+    if ray.is_initialized(): return False
+    if address: ray.init(address=address, log_to_driver=False)
+    else: ray.init(address='local', _node_ip_address='127.0.0.1', include_dashboard=False, log_to_driver=False)
+    return not address
+
+# %% ../nbs/06_experiment.ipynb #w5e0a005
+def _ray_train_run(config:dict, run_dir:str, threads:int) -> dict:
+    "What a Ray task runs: `_train_run` with `threads` torch threads"
+    if threads: torch.set_num_threads(threads); cv2.setNumThreads(threads)
+    return _train_run(config, run_dir)
+
+# %% ../nbs/06_experiment.ipynb #w5e0a007
+def _run_ray(runs:list, exp_dir:Path, parallel:int, threads:int, address, finish):
+    "Train `runs` as Ray tasks, `parallel` at a time, calling `finish(run, result)` as each ends"
+    import ray  # optional dependency (the `ray` extra)
+    import clapp.experiment as mod  # Ray ships functions by module name, also when this runs in a notebook
+    started, todo, inflight = mod._ray_connect(address), list(runs), {}
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(mod._ray_train_run)
+        while todo or inflight:
+            while todo and len(inflight) < parallel:
+                r = todo.pop(0)
+                r.status = 'running'
+                inflight[task.remote(r.config, str(exp_dir/r.run_dir), threads)] = r
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            r = inflight.pop(done[0])
+            try: res = ray.get(done[0])
+            except Exception as e: res = dict(status='failed', error=f'its Ray task died: {e}', seconds=None)
+            finish(r, res)
+    finally:
+        for ref in inflight: ray.cancel(ref, force=True)
+        if started: ray.shutdown()
 
 # %% ../nbs/06_experiment.ipynb #e433a848
 def best_run(exp:Experiment, # the experiment to search

@@ -4,24 +4,27 @@
 
 # %% ../nbs/03b_export.ipynb #7d70d39f
 from __future__ import annotations
-import copy, warnings
+import copy, sys
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from fastcore.script import call_parse
 
+import clapp
+from .config import Config, to_yaml, yaml_value
 from .imaging import group_norm_stats
+from .checkpoint import CheckpointError, load_model
 
 # %% auto #0
-__all__ = ['to_torchscript', 'to_onnx']
+__all__ = ['FORMATS', 'to_torchscript', 'export_metadata', 'to_onnx', 'onnx_metadata', 'ExportError', 'export_run',
+           'clapp_export']
 
 # %% ../nbs/03b_export.ipynb #fdd6ab83
 def to_torchscript(model:nn.Module, # a FilterNet or UNetFilterNet
                   ) -> torch.jit.ScriptModule:
     "A TorchScript copy of `model` in eval mode (any image size); save it with `.save(path)`"
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*torch.jit.*deprecated')
-        return torch.jit.script(model.eval())
+    return torch.jit.script(model.eval())
 
 # %% ../nbs/03b_export.ipynb #d20b12a7
 def _mean_chw(x): return x.mean(3, keepdim=True).mean(2, keepdim=True).mean(1, keepdim=True)
@@ -46,23 +49,96 @@ def _exportable(model:nn.Module) -> nn.Module:
             if isinstance(child, nn.GroupNorm) and child.num_groups == 1: setattr(mod, name, _ExportGroupNorm(child))
     return model
 
+# %% ../nbs/03b_export.ipynb #a1e0c002
+def export_metadata(model:nn.Module, # a CLAPP model (from `load_model` it knows its run's config and filter)
+                    config:Config=None, # the run's full config (default: the model's `run_config`)
+                    filter_spec=None, # the target filter's name or spec (default: the checkpoint's, else the config's)
+                   ) -> dict:
+    "The metadata an exported file carries: `clapp_version`, `filter` and `config` (YAML), all strings"
+    config = config or getattr(model, 'run_config', None) or Config(model=model.config)
+    if filter_spec is None: filter_spec = (getattr(model, 'checkpoint', None) or {}).get('filter')
+    if filter_spec is None: filter_spec = config.train_data.target_filter
+    return dict(clapp_version=clapp.__version__, config=to_yaml(config),
+                filter=filter_spec if isinstance(filter_spec, str) else yaml_value(filter_spec))
+
 # %% ../nbs/03b_export.ipynb #fad77bbf
+def _need_onnx():
+    "Import the optional ONNX packages, or raise one ImportError naming the extra"
+    try: import onnx, onnxscript  # optional: only ONNX export needs them
+    except ImportError as e:
+        raise ImportError(f'ONNX export needs the onnx and onnxscript packages ({e.name} is missing): '
+                          'pip install "clapp[export]"') from None
+    return onnx
+
+# %% ../nbs/03b_export.ipynb #a1e0c005
 def to_onnx(model:nn.Module, # a FilterNet or UNetFilterNet
             path, # the `.onnx` file to write
             opset:int=18, # ONNX opset version
+            config:Config=None, # the run's config for the metadata (see `export_metadata`)
+            filter_spec=None, # the target filter for the metadata (see `export_metadata`)
            ) -> Path:
-    "Write `model` as ONNX with dynamic batch, height and width (input 'image' N,C,H,W; output 'output')"
-    try: import onnx  # optional: only this function needs it
-    except ImportError:
-        raise ImportError('to_onnx needs the onnx package: pip install onnx '
-                          '(and onnxruntime to run the file)') from None
+    "Write `model` as ONNX (dynamo exporter) with dynamic batch, height and width and CLAPP metadata"
+    onnx = _need_onnx()
     path, cin = Path(path), model.config.input_channels
     path.parent.mkdir(parents=True, exist_ok=True)
-    axes = {0: 'batch', 2: 'height', 3: 'width'}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(_exportable(model), (torch.rand(1, cin, 64, 64),), str(path), dynamo=False,
-                          opset_version=opset, input_names=['image'], output_names=['output'],
-                          dynamic_axes={'image': axes, 'output': axes})
-    onnx.checker.check_model(str(path))
+    dims = {0: torch.export.Dim('batch'), 2: torch.export.Dim('height'), 3: torch.export.Dim('width')}
+    torch.onnx.export(_exportable(model), (torch.rand(1, cin, 64, 64),), str(path), dynamo=True, opset_version=opset,
+                      input_names=['image'], output_names=['output'], dynamic_shapes=(dims,), verbose=False)
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, export_metadata(model, config, filter_spec))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    Path(str(path) + '.data').unlink(missing_ok=True)  # the exporter's weights file: they are inside now
     return path
+
+# %% ../nbs/03b_export.ipynb #a1e0c006
+def onnx_metadata(path, # an `.onnx` file written by `to_onnx`
+                 ) -> dict:
+    "The metadata stored in an ONNX file (keys `clapp_version`, `filter`, `config` for CLAPP files)"
+    onnx = _need_onnx()
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+# %% ../nbs/03b_export.ipynb #a1e0c011
+class ExportError(ValueError):
+    "A run, output path or format that `export_run` cannot use"
+
+FORMATS = {'.onnx': 'onnx', '.pt': 'torchscript', '.ts': 'torchscript'}
+
+# %% ../nbs/03b_export.ipynb #a1e0c012
+def _checkpoint_of(run:Path) -> Path:
+    "The checkpoint a run folder stands for (best.pt, else last.pt), or `run` itself when it is a file"
+    if run.is_file(): return run
+    if not run.exists(): raise ExportError(f'no run folder or checkpoint at {run}')
+    for name in ('best.pt', 'last.pt'):
+        if (run/name).is_file(): return run/name
+    raise ExportError(f'{run} holds no best.pt or last.pt: give a run folder that finished a validation, or a .pt file')
+
+# %% ../nbs/03b_export.ipynb #a1e0c013
+def export_run(run, # a run folder (best.pt is used, else last.pt) or a checkpoint file
+               out, # the file to write; its suffix picks the format (.onnx, .pt, .ts)
+               format:str=None, # 'onnx' or 'torchscript' (None: from the suffix of `out`)
+              ) -> Path:
+    "Export a trained run's model to `out` as ONNX or TorchScript; returns the path written"
+    out = Path(out)
+    if format is None and out.suffix.lower() not in FORMATS:
+        raise ExportError(f'unknown output suffix {out.suffix!r} in {out}: use .onnx, .pt or .ts (or --format)')
+    format = format or FORMATS[out.suffix.lower()]
+    if format not in FORMATS.values(): raise ExportError(f'unknown format {format!r}: use onnx or torchscript')
+    if format == 'onnx': _need_onnx()   # before loading anything
+    model = load_model(_checkpoint_of(Path(run)))
+    if format == 'onnx': return to_onnx(model, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    to_torchscript(model).save(str(out))
+    return out
+
+# %% ../nbs/03b_export.ipynb #a1e0c016
+@call_parse
+def clapp_export(run:str, # run folder (best.pt is used, else last.pt) or checkpoint file
+                 out:str, # output file: .onnx for ONNX, .pt or .ts for TorchScript
+                 format:str=None, # onnx or torchscript (default: from the suffix of OUT)
+                ):
+    "Export a trained CLAPP model to ONNX or TorchScript"
+    try: print(f'wrote {export_run(run, out, format)}')
+    except (ExportError, CheckpointError, ImportError) as e:
+        print(f'clapp_export: error: {e}', file=sys.stderr, flush=True)
+        return 2

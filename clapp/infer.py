@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_infer.ipynb #9be17237
 from __future__ import annotations
-import math, os
+import math, os, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from .imaging import IMAGE_EXTS, ImageError, read_image, write_image, to_uint8, image_row, image_grid, psnr
 from .imaging import run_child, group_norm_stats
@@ -21,22 +22,52 @@ from .checkpoint import CheckpointError, load_model
 from .fused import optimize_for_inference
 
 # %% auto #0
-__all__ = ['DEFAULT_MAX_PIXELS', 'load', 'model_filter', 'InferError', 'to_input', 'to_output', 'predict', 'tile_grid',
-           'predict_tiled', 'list_images', 'predict_folder', 'compare_grid', 'tiled_memory']
+__all__ = ['DEFAULT_MAX_PIXELS', 'InferError', 'load', 'model_filter', 'to_input', 'to_output', 'predict', 'tile_grid',
+           'predict_tiled', 'list_images', 'predict_file', 'predict_folder', 'compare_grid', 'tiled_memory']
+
+# %% ../nbs/05_infer.ipynb #b8ab7d73
+class InferError(ValueError):
+    "A path, folder or model that inference cannot use"
+
+# %% ../nbs/05_infer.ipynb #6fb886fd
+def _check_device(device) -> torch.device:
+    "`device` as a `torch.device`, or an `InferError` saying why this machine cannot use it"
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InferError(f'unknown device {device!r} ({e}); use cpu, cuda or mps') from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise InferError(f'device {device!r}: this machine has no usable CUDA GPU '
+                         '(torch.cuda.is_available() is False); use cpu')
+    mps = getattr(torch.backends, 'mps', None)
+    if dev.type == 'mps' and not (mps is not None and mps.is_available()):
+        raise InferError(f'device {device!r}: MPS is not available on this machine; use cpu')
+    return dev
 
 # %% ../nbs/05_infer.ipynb #8eac64f1
-def load(model, # an `nn.Module`, a checkpoint file, or a run folder holding best.pt / last.pt
+def load(model, # an `nn.Module`, a checkpoint file, a run folder holding best.pt / last.pt, or a zoo name
          device='cpu', # where to put the model
         ) -> nn.Module:
-    "A model in eval mode from a model, a checkpoint or a run folder"
+    "A model in eval mode from a model, a checkpoint, a run folder or the zoo"
     if isinstance(model, nn.Module): return model.eval()
+    _check_device(device)
     p = Path(model)
+    if not p.exists() and len(p.parts) == 1 and not p.suffix: return _zoo_model(str(model), device)
     if p.is_dir():
         for name in ('best.pt', 'last.pt'):
             if (p/name).is_file(): return load_model(p/name, device=device)
         raise CheckpointError(f'{p} holds no best.pt or last.pt; give a run folder that finished a validation, '
                               'or a .pt file')
     return load_model(p, device=device)
+
+# %% ../nbs/05_infer.ipynb #b823bbce
+def _zoo_model(name:str, device='cpu') -> nn.Module:
+    "The zoo model `name`, or an `InferError` listing the zoo's names"
+    import clapp.zoo  # lazy: the zoo sits above infer (it trains and scores its models with train and bench)
+    try:
+        if name not in (zoo := clapp.zoo.names()):
+            raise InferError(f'{name!r} is not a file, a run folder or a zoo model; the zoo has: {", ".join(zoo)}')
+        return clapp.zoo.load(name, device=device)
+    except clapp.zoo.ZooError as e: raise InferError(str(e)) from None
 
 # %% ../nbs/05_infer.ipynb #58fcf8b8
 def model_filter(model:nn.Module, # a model from `load` (or any module: None when it carries no checkpoint or config)
@@ -46,10 +77,6 @@ def model_filter(model:nn.Module, # a model from `load` (or any module: None whe
     if ck.get('filter') is not None: return ck['filter']
     cfg = getattr(model, 'run_config', None)
     return cfg.train_data.target_filter if cfg is not None else None
-
-# %% ../nbs/05_infer.ipynb #b8ab7d73
-class InferError(ValueError):
-    "A path, folder or model that inference cannot use"
 
 # %% ../nbs/05_infer.ipynb #a8440df5
 def to_input(img:np.ndarray, # uint8 RGB HxWx3
@@ -85,10 +112,12 @@ def predict(model:nn.Module, # a model (see `load`)
             image, # uint8 RGB array, PIL image, or a picture file
             raw:bool=False, # float32 output without clamping or rounding
             max_pixels:int=DEFAULT_MAX_PIXELS, # larger pictures are tiled (see `predict_tiled`)
+            tile:int=1024, # tile side for those larger pictures
+            progress:bool=False, # show a bar while a larger picture is tiled
            ) -> np.ndarray:
     "The model's output for one picture: uint8 HxW (HxWxC for multi-channel filters)"
     img = _picture(image)
-    if img.shape[0] * img.shape[1] > max_pixels: return predict_tiled(model, img, raw=raw)
+    if img.shape[0] * img.shape[1] > max_pixels: return predict_tiled(model, img, tile=tile, raw=raw, progress=progress)
     model = model.eval()
     return to_output(optimize_for_inference(model)(to_input(img, _device(model))), raw)
 
@@ -160,39 +189,69 @@ def _halo_align(model:nn.Module) -> tuple:
     align = 2 ** cfg.levels if cfg.arch == 'unet' else 1
     return receptive_field(cfg) // 2 + align, align
 
+# %% ../nbs/05_infer.ipynb #70e7b2fb
+def _local(core:tuple, win:tuple) -> tuple:
+    "`core` (y0, y1, x0, x1) in the coordinates of its window `win`"
+    return (core[0] - win[0], core[1] - win[0], core[2] - win[2], core[3] - win[2])
+
+# %% ../nbs/05_infer.ipynb #9228b9e5
+def _norm_passes(model:nn.Module, norms:list, tiles:list, window, bar) -> dict:
+    "Whole-image (mean, var) of each of `norms`: one pass over `tiles` per norm; `window(win)` gives a tile's input"
+    stats = {}
+    for m in norms:
+        for core, win in tiles:
+            x = window(win)
+            with _patched_norms(norms, stats, collect=m, core=(_local(core, win), x.shape[-2:])):
+                try: model(x)
+                except _Collected: pass
+            bar.update()
+        n, s, s2 = stats.pop(('acc', m))
+        mean = s / n
+        stats[m] = (mean, (s2 / n - mean * mean).clamp_min(0))
+    return stats
+
+# %% ../nbs/05_infer.ipynb #e8dd1cfe
+def _peak(model:nn.Module, tiles:list, window, bar) -> torch.Tensor:
+    "The raw output's whole-image maximum (N,C,1,1) for `output_norm: max`: one pass over `tiles`, norms patched"
+    peak = None
+    for core, win in tiles:
+        y0, y1, x0, x1 = _local(core, win)
+        p = model.raw_forward(window(win))[..., y0:y1, x0:x1].amax((-2, -1), keepdim=True)
+        peak = p if peak is None else torch.maximum(peak, p)
+        bar.update()
+    return peak
+
 # %% ../nbs/05_infer.ipynb #0ce2a535
 @torch.no_grad()
 def predict_tiled(model:nn.Module, # a CLAPP model (see `load`)
                   image, # uint8 RGB array, PIL image or picture file
-                  tile:int=1024, # side of a tile's core in pixels
+                  tile:int=1024, # side of a tile's core in pixels (at least 1)
                   raw:bool=False, # float32 output without clamping or rounding
                   halo:int=None, # margin around each tile (default: the receptive-field radius)
+                  progress:bool=False, # show a bar counting the tiles of every pass
                  ) -> np.ndarray:
     "The model's output for a picture of any size, in tiles, equal to a whole-image pass (whole-image norm statistics)"
+    if tile < 1: raise InferError(f'tile must be a positive number of pixels, not {tile}')
     img = _picture(image)
     model, dev = model.eval(), _device(model)
     h, w = img.shape[:2]
     min_halo, align = _halo_align(model)
     tiles = tile_grid(h, w, tile, max(halo or 0, min_halo), align)
-    norms, stats = _norms(model), {}
+    norms, max_norm, c_out = _norms(model), model.config.output_norm == 'max', model.config.output_channels
     def window(win): return to_input(img[win[0]:win[1], win[2]:win[3]], dev)
-    def local(core, win): return (core[0] - win[0], core[1] - win[0], core[2] - win[2], core[3] - win[2])
-    for m in norms:                                     # one streaming pass per norm
-        for core, win in tiles:
-            x = window(win)
-            with _patched_norms(norms, stats, collect=m, core=(local(core, win), x.shape[-2:])):
-                try: model(x)
-                except _Collected: pass
-        n, s, s2 = stats.pop(('acc', m))
-        mean = s / n
-        stats[m] = (mean, (s2 / n - mean * mean).clamp_min(0))
-    c_out = model.config.output_channels
     out = np.empty((h, w, c_out), np.float32 if raw else np.uint8)
-    with _patched_norms(norms, stats):
-        for core, win in tiles:
-            ly0, ly1, lx0, lx1 = local(core, win)
-            a = to_output(model(window(win))[..., ly0:ly1, lx0:lx1], raw)
-            out[core[0]:core[1], core[2]:core[3]] = a.reshape(a.shape[0], a.shape[1], c_out)
+    with tqdm(total=len(tiles) * (len(norms) + 1 + max_norm), desc=f'{w}x{h} in {len(tiles)} tiles', unit='tile',
+              disable=not progress) as bar:
+        stats = _norm_passes(model, norms, tiles, window, bar)
+        with _patched_norms(norms, stats):
+            peak = _peak(model, tiles, window, bar) if max_norm else None
+            for core, win in tiles:
+                ly0, ly1, lx0, lx1 = _local(core, win)
+                x = window(win)
+                y = model.finish(model.raw_forward(x), peak) if max_norm else model(x)
+                a = to_output(y[..., ly0:ly1, lx0:lx1], raw)
+                out[core[0]:core[1], core[2]:core[3]] = a.reshape(a.shape[0], a.shape[1], c_out)
+                bar.update()
     return out[..., 0] if c_out == 1 else out
 
 # %% ../nbs/05_infer.ipynb #1e00af9a
@@ -201,28 +260,90 @@ def list_images(folder, # folder searched recursively for files with a picture s
     "The picture files under `folder`, recursively, sorted"
     return sorted(p for p in Path(folder).rglob('*') if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
+# %% ../nbs/05_infer.ipynb #5dc0a303
+def _few(items:list, n:int=3) -> str:
+    "The first `n` of `items`, comma-separated, and how many more"
+    return ', '.join(str(i) for i in items[:n]) + (f' and {len(items) - n} more' if len(items) > n else '')
+
+# %% ../nbs/05_infer.ipynb #c110eee4
+def _check_outputs(plan:list, # (source picture, output file) pairs
+                   overwrite:bool=False, # replace output files that exist already
+                  ):
+    "Raise `InferError`, before anything is written, if an output replaces a source, another output, or a file"
+    sources = {Path(s).resolve() for s, _ in plan}
+    if same := [str(d) for _, d in plan if Path(d).resolve() in sources]:
+        raise InferError(f'the output would replace the input picture {_few(same)}; write to another file or folder')
+    by_output = {}
+    for s, d in plan: by_output.setdefault(Path(d).resolve(), []).append(Path(s).name)
+    if clash := [f'{" and ".join(v)} -> {d}' for d, v in by_output.items() if len(v) > 1]:
+        raise InferError(f'pictures would write the same output ({_few(clash)}); rename one of them, '
+                         'or run them into separate folders')
+    if folders := [str(d) for _, d in plan if Path(d).is_dir()]:
+        raise InferError(f'the output {_few(folders)} is a folder; remove it or choose another name')
+    if not overwrite and (old := [str(d) for _, d in plan if Path(d).exists()]):
+        raise InferError(f'will not replace the existing file {_few(old)}; pass overwrite=True '
+                         '(clapp_infer --overwrite) to replace it')
+
+# %% ../nbs/05_infer.ipynb #0aadd3ad
+def predict_file(model:nn.Module, # a model (see `load`)
+                 src, # picture file
+                 dst, # output file (`.png` added when it has no suffix), or an existing folder: `<src name>.png` in it
+                 compare:bool=False, # write the input | cv2 | model | difference grid instead, with the PSNR
+                 overwrite:bool=False, # replace `dst` if it exists (never the input itself)
+                 max_pixels:int=DEFAULT_MAX_PIXELS, # larger pictures are tiled (see `predict_tiled`)
+                 tile:int=1024, # tile side for large pictures
+                 progress:bool=False, # show a bar while a large picture is tiled
+                ) -> dict:
+    "Run the model on one picture file and write its output; returns what was written, the size and the seconds"
+    src, dst = Path(src), Path(dst)
+    if dst.is_dir(): dst = dst/f'{src.stem}.png'
+    if not dst.suffix: dst = dst.with_suffix('.png')
+    if dst.suffix.lower() not in IMAGE_EXTS: raise InferError(f'cannot write {dst}: use one of {", ".join(IMAGE_EXTS)}')
+    _check_outputs([(src, dst)], overwrite)
+    img, t = read_image(src), time.perf_counter()
+    if compare:
+        c = compare_grid(model, img)
+        info = dict(written=[str(write_image(dst, c['grid']))], psnr=c['psnr'], mae=c['mae'], max_err=c['max_err'])
+    else:
+        big = img.shape[0] * img.shape[1] > max_pixels
+        out = predict(model, img, max_pixels=max_pixels, tile=tile, progress=progress)
+        info = dict(written=[str(write_image(dst, out))], tiled=big)
+    return dict(info, size=list(img.shape[:2]), seconds=round(time.perf_counter() - t, 2))
+
 # %% ../nbs/05_infer.ipynb #08e22837
 def predict_folder(model:nn.Module, # a model (see `load`)
                    src, # folder of pictures
-                   dst, # folder for the outputs (created)
+                   dst, # folder for the outputs (created; not the input folder nor inside it)
                    compare:bool=False, # write input | cv2 | model | difference grids instead of outputs
+                   overwrite:bool=False, # replace output files that exist already
+                   max_pixels:int=DEFAULT_MAX_PIXELS, # larger pictures are tiled (see `predict_tiled`)
+                   tile:int=1024, # tile side for large pictures
                    log=print, # progress lines go here (None: silent)
+                   progress:bool=False, # show a bar counting the pictures
                   ) -> dict:
     "Run the model on every picture under `src`; returns {'written': [...], 'skipped': [(path, why)]}"
     src, dst = Path(src), Path(dst)
     if not src.is_dir(): raise InferError(f'no such folder: {src}')
+    if dst.exists() and not dst.is_dir(): raise InferError(f'{dst} is a file; the output of a folder is a folder')
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        where = 'is the input folder' if dst.resolve() == src.resolve() else f'is inside the input folder {src}'
+        raise InferError(f'the output folder {dst} {where}: outputs would replace or mix with the source pictures; '
+                         'choose a folder outside it')
     files = list_images(src)
     if not files: raise InferError(f'{src} holds no pictures ({", ".join(IMAGE_EXTS)})')
+    plan = [(f, dst/f.relative_to(src).with_suffix('.png')) for f in files]
+    _check_outputs(plan, overwrite)
+    def say(msg):
+        if log:
+            with tqdm.external_write_mode(): log(msg)
     done, skipped = [], []
-    for f in files:
+    for f, out_path in tqdm(plan, desc=str(src), unit='picture', disable=not progress):
         try: img = read_image(f)
         except (ImageError, FilterError) as e:
-            skipped.append((str(f), str(e)))
-            if log: log(f'skipped {f}: {e}')
+            skipped.append((str(f), str(e))); say(f'skipped {f}: {e}')
             continue
-        out = compare_grid(model, img)['grid'] if compare else predict(model, img)
-        done.append(str(write_image(dst/f.relative_to(src).with_suffix('.png'), out)))
-        if log: log(f'wrote {done[-1]}')
+        out = compare_grid(model, img)['grid'] if compare else predict(model, img, max_pixels=max_pixels, tile=tile)
+        done.append(str(write_image(out_path, out))); say(f'wrote {done[-1]}')
     return dict(written=done, skipped=skipped)
 
 # %% ../nbs/05_infer.ipynb #a8595559

@@ -13,7 +13,7 @@ import torch.nn as nn
 from .config import Config
 
 # %% auto #0
-__all__ = ['STATUSES', 'new_run_dir', 'read_metrics', 'plot_metrics', 'TrainResult']
+__all__ = ['STATUSES', 'new_run_dir', 'read_metrics', 'plot_metrics', 'remove_partial_files', 'TrainResult']
 
 # %% ../nbs/04c_runs.ipynb #5c0c0008
 def _filter_label(spec) -> str:
@@ -59,6 +59,14 @@ def plot_metrics(rows:list, # metrics rows (see `read_metrics`)
     if stop: ax.axhline(stop, color='k', ls='--', lw=1, label='stop threshold')
     ax.set_yscale('log'); ax.set_xlabel('step'); ax.legend(fontsize=7); ax.grid(alpha=.3)
     return ax
+
+# %% ../nbs/04c_runs.ipynb #51fdac85
+def remove_partial_files(run_dir, # a run folder
+                        ) -> list:
+    "Delete the `tmp*.tmp` files a checkpoint write cut short leaves in `run_dir`; returns their paths"
+    found = sorted(Path(run_dir).glob('tmp*.tmp'))
+    for p in found: p.unlink(missing_ok=True)
+    return found
 
 # %% ../nbs/04c_runs.ipynb #5c0c0012
 STATUSES = ('converged', 'max_iterations', 'stopped', 'interrupted', 'diverged', 'failed')

@@ -435,7 +435,7 @@ def train(config=None, # a `Config`, preset name, YAML path or dict (None: defau
     ck = None
     if resume is not None:
         rp = Path(resume)
-        if rp.is_dir(): rp = rp/'last.pt'
+        if rp.is_dir(): rp = rp/'last.pt' if (rp/'last.pt').exists() or not (rp/'best.pt').exists() else rp/'best.pt'
         ck = load_checkpoint(rp)
         if config is None: config = ck['config']
         if out_dir is None: out_dir = rp.parent

@@ -6,10 +6,15 @@ Screenshots go to test-artifacts/widgets/: the whole page at each stage, and the
 widgets_config.png, widgets_config_error.png, widgets_train.png and widgets_compare.png. Those four are the
 pictures the widgets notebooks (07_widgets, 07a_compare, 07b_train_panel) show on their docs pages: they are
 copied, as 256-colour PNGs, into images/ when missing there, or every time with CLAPP_UPDATE_IMAGES=1
-(`CLAPP_UPDATE_IMAGES=1 pytest tests/test_widgets_browser.py`, then commit images/widgets_*.png)."""
-import os, shutil, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+(`CLAPP_UPDATE_IMAGES=1 pytest tests/test_widgets_browser.py`, then commit images/widgets_*.png).
+
+The test needs Chromium, Playwright and Voila. Under `CI=true` a missing one FAILS the test with a message naming it
+and the fix; elsewhere the test is skipped with that message. Everything it starts is stopped at the end, and that is
+checked: Voila's process tree is joined with a timeout, and no thread the test started is left alive."""
+import importlib.util, os, shutil, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -23,8 +28,54 @@ UPDATE_IMAGES = os.environ.get('CLAPP_UPDATE_IMAGES') == '1'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
-pytestmark = pytest.mark.skipif(shutil.which('chromium') is None,
-                                reason='needs the chromium package (apt-get install chromium)')
+
+
+def _on_ci() -> bool: return os.environ.get('CI', '').strip().lower() in ('1', 'true', 'yes')
+
+
+def _missing_tools() -> list:
+    "The tools this test needs that this machine lacks, each with its fix"
+    missing = []
+    if shutil.which('chromium') is None: missing.append('chromium (apt-get install chromium)')
+    for mod in ('playwright', 'voila'):
+        if importlib.util.find_spec(mod) is None: missing.append(f"{mod} (pip install -e '.[dev]')")
+    return missing
+
+
+def _require_tools():
+    "Fail under CI=true, skip elsewhere, when a tool the browser test needs is missing"
+    missing = _missing_tools()
+    if not missing: return
+    msg = 'the browser test needs ' + ', '.join(missing)
+    if _on_ci(): pytest.fail(msg + ' (CI=true: a missing tool is a failure, not a skip)', pytrace=False)
+    pytest.skip(msg)
+
+
+def test_missing_tool_fails_on_ci(monkeypatch):
+    "Without chromium: a failure naming it under CI=true, a skip naming it elsewhere"
+    monkeypatch.setattr(shutil, 'which', lambda name, *a, **k: None)
+    monkeypatch.setenv('CI', 'true')
+    with pytest.raises(pytest.fail.Exception, match='chromium.*CI=true'): _require_tools()
+    monkeypatch.delenv('CI')
+    with pytest.raises(pytest.skip.Exception, match='needs chromium'): _require_tools()
+
+
+def _stop_tree(proc:subprocess.Popen, timeout:float=15) -> list:
+    "Stop `proc` and its process group (Voila and its kernels); join them; return any still running"
+    try: tree = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess: tree = []
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try: os.killpg(proc.pid, sig)
+        except ProcessLookupError: break
+        try: proc.wait(wait)
+        except subprocess.TimeoutExpired: continue
+        _, alive = psutil.wait_procs(tree, timeout=wait)  # the kernels too
+        if not alive: break
+    _, alive = psutil.wait_procs(tree, timeout=0)
+    def running(p):
+        try: return p.status() != psutil.STATUS_ZOMBIE  # a zombie has stopped; its reaper only has not looked yet
+        except psutil.NoSuchProcess: return False
+    return [p for p in alive if running(p)]
 
 
 def _free_port() -> int:
@@ -48,7 +99,8 @@ def _wait_http(url, proc, timeout=90):
 
 @pytest.fixture
 def voila_url(tmp_path):
-    "Voila serving the dashboard notebook on 127.0.0.1 (its process group is always killed at the end)"
+    "Voila serving the dashboard notebook on 127.0.0.1 (its process group is always stopped and joined at the end)"
+    _require_tools()
     port, runs = _free_port(), tmp_path/'runs'
     env = dict(os.environ, CLAPP_DASHBOARD_OUT=str(runs))
     log = open(tmp_path/'voila.log', 'w')
@@ -60,15 +112,14 @@ def voila_url(tmp_path):
         _wait_http(url, proc)
         yield url, runs
     finally:
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):  # voila and the kernels it started
-            if proc.poll() is not None: break
-            try: os.killpg(proc.pid, sig)
-            except ProcessLookupError: break
-            try: proc.wait(wait)
-            except subprocess.TimeoutExpired: pass
+        left = _stop_tree(proc)
         log.close()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path/'voila.log', ARTIFACTS/'voila.log')
+    assert proc.returncode is not None, 'voila is still running'
+    assert not left, f'processes left running after the test: {left}'
+    with socket.socket() as s:  # nothing answers on the port any more
+        assert s.connect_ex(('127.0.0.1', port)) != 0, f'port {port} still answers'
 
 
 def _img_src(page, cls):
@@ -89,6 +140,7 @@ def test_dashboard_in_browser(voila_url):
     from playwright.sync_api import sync_playwright, expect
     url, runs = voila_url
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    threads0 = set(threading.enumerate())
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which('chromium'), args=CHROMIUM_ARGS)
         try:
@@ -149,5 +201,8 @@ def test_dashboard_in_browser(voila_url):
             _panel_shot(page, 'compare')
         finally:
             browser.close()
+    new = [t for t in threading.enumerate() if t not in threads0]
+    for t in new: t.join(timeout=10)  # Playwright's threads end with its context
+    assert not [t for t in new if t.is_alive()], f'threads left running: {new}'
     for name in ('config', 'config_error', 'train', 'compare'):  # the pictures the widgets notebooks show
         assert (IMAGES/f'widgets_{name}.png').stat().st_size > 5_000, name
