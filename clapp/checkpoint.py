@@ -4,7 +4,8 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #acb9bca5
 from __future__ import annotations
-import os, platform, tempfile
+import os, pickle, platform, re, tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -15,7 +16,8 @@ from .config import Config, config_dict, config_from_dict
 from .model import build_model
 
 # %% auto #0
-__all__ = ['FORMAT', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'load_model']
+__all__ = ['FORMAT', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'load_model', 'check_code',
+           'resume_config']
 
 # %% ../nbs/03a_checkpoint.ipynb #30d118a6
 class CheckpointError(ValueError):
@@ -54,6 +56,14 @@ def save_checkpoint(path, # where to write the `.pt` file
     return path
 
 # %% ../nbs/03a_checkpoint.ipynb #91b27321
+def _refusal(path, e:Exception) -> str:
+    "One line for a file the safe loader refuses: what it holds and what to do (not torch's advice to load it unsafely)"
+    found = re.search(r'GLOBAL ([\w.]+)', str(e))
+    what = f' ({found.group(1)})' if found else ''
+    return (f'{path} is refused: it holds pickled Python objects{what}, not only tensors and plain data, and '
+            'unpickling them could run code; re-save the model with clapp.checkpoint.save_checkpoint '
+            'from a source you trust')
+
 def load_checkpoint(path, # a file written by `save_checkpoint`
                     map_location='cpu', # device for the tensors
                    ) -> dict:
@@ -62,6 +72,7 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
     if not path.is_file():
         raise CheckpointError(f'no checkpoint at {path}: check the path (run folders hold last.pt and best.pt)')
     try: state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e: raise CheckpointError(_refusal(path, e)) from None
     except Exception as e:
         raise CheckpointError(f'{path} is not a readable CLAPP checkpoint (truncated, or not written by '
                               f'save_checkpoint): {type(e).__name__}: {str(e)[:200]}') from None
@@ -87,11 +98,36 @@ def load_weights(model:nn.Module, # the network the checkpoint's config describe
 # %% ../nbs/03a_checkpoint.ipynb #6e08af8d
 def load_model(path, # a checkpoint file
                device='cpu', # where to put the model
+               trust_code:bool=False, # let a comparison build its python target filter (import its module)
               ) -> nn.Module:
-    "Rebuild the model of a checkpoint from that file alone, in eval mode, with `.run_config` set"
+    "Rebuild the model of a checkpoint from that file alone, in eval mode, with `.run_config` and `.trust_code` set"
     state = load_checkpoint(path, map_location=device)
     cfg = config_from_dict(state['config'])
     model = build_model(cfg.model)
     load_weights(model, state, path)
     model.run_config, model.checkpoint = cfg, {k: v for k, v in state.items() if k not in ('weights', 'extra')}
+    model.trust_code = bool(trust_code)
     return model.to(device).eval()
+
+# %% ../nbs/03a_checkpoint.ipynb #d8ce70af
+def check_code(spec, # a target filter spec read from a file: a name, or a {kind: ...} mapping
+               trust_code:bool=False, # the user's consent to import the module a {kind: python} spec names
+               source='this checkpoint', # where the spec came from, named in the error
+               fix='pass trust_code=True', # how to give consent, named in the error
+              ):
+    "`spec`, if building it imports no module or `trust_code` allows it; else a `CheckpointError` naming it"
+    if trust_code or not (isinstance(spec, Mapping) and spec.get('kind') == 'python'): return spec
+    module = str(spec.get('path', '')).split(':')[0]
+    raise CheckpointError(f"{source} names the python filter {spec.get('path')!r}: building it would import module "
+                          f"{module!r}, which runs its code; if you trust {source}, {fix}")
+
+# %% ../nbs/03a_checkpoint.ipynb #d535d916
+def resume_config(state:dict, # what `load_checkpoint` returned
+                  trust_code:bool=False, # consent to import the module a python target filter of its config names
+                  path='checkpoint', # the file, named in the error
+                 ) -> dict:
+    "The config of checkpoint `state` to train on, if it names no user code or `trust_code` allows it"
+    for sec in ('train_data', 'valid_data'):
+        check_code(state['config'].get(sec, {}).get('target_filter'), trust_code, str(path),
+                   'pass trust_code=True (clapp_train --trust_code), or give your own config')
+    return state['config']

@@ -51,6 +51,7 @@ def run_train(config:str='default', # preset name or YAML file
               compare_image:str=None, # picture for compare.png (default: a held-out sample picture)
               progress:bool=True, # print the progress line
               start_time:float=None, # when the command started (time.time())
+              trust_code:bool=False, # with `resume`: import a python target filter its checkpoint names
              ):
     "Train, then write `compare.png` in the run folder; returns the `TrainResult`"
     from clapp.train import train  # lazy: see `user_errors`
@@ -58,7 +59,8 @@ def run_train(config:str='default', # preset name or YAML file
     from clapp.imaging import read_image, write_image  # lazy
     from clapp.infer import compare_grid  # lazy
     res = train(None if resume and config is None else config, out_dir=out, resume=resume,
-                overrides=list(overrides or ()), progress=progress, deterministic=deterministic, start_time=start_time)
+                overrides=list(overrides or ()), progress=progress, deterministic=deterministic, start_time=start_time,
+                trust_code=trust_code)
     img = read_image(compare_image) if compare_image is not None else load_sample_images('validation')['chelsea']
     cmp = compare_grid(res.model, img)
     write_image(Path(res.run_dir)/'compare.png', cmp['grid'])
@@ -83,13 +85,14 @@ def clapp_train(
     deterministic:bool=False, # draw from frozen seed-determined buffers (same seed on the CPU, same metrics)
     compare_image:str=None, # picture for compare.png (default: a held-out sample picture)
     quiet:bool=False, # no progress line
+    trust_code:bool=False, # with --resume: import the module a python target filter of its checkpoint names
 ):
     ("Train a tiny network to imitate a classical filter; "
      "writes a run folder: last.pt, best.pt, metrics.jsonl, compare.png")
     start = _process_start()
     if config is None and resume is None: config = 'default'
     res = cli_errors('clapp_train', run_train, config, overrides or [], out, resume, deterministic, compare_image,
-                     not quiet, start)
+                     not quiet, start, trust_code)
     if isinstance(res, int): return res
     print(f"run folder: {res.run_dir}\nmodel: {res.run_dir/'best.pt'} (and last.pt)\n"
           f"comparison: {res.run_dir/'compare.png'} (PSNR {res.compare['psnr']:.1f} dB vs cv2)")
@@ -106,6 +109,7 @@ def run_infer(model:str, # checkpoint (.pt), run folder (best.pt, else last.pt),
               overwrite:bool=False, # replace output files that exist already
               log=print, # called with each progress line (None: silent)
               progress:bool=False, # bars for tiles and pictures (on stderr)
+              trust_code:bool=False, # let `compare` import the module a python target filter of the checkpoint names
              ) -> dict:
     "Run a saved model on a picture or a folder; returns a summary dict"
     from clapp.infer import load, predict_file, predict_folder  # lazy: see `user_errors`
@@ -114,7 +118,7 @@ def run_infer(model:str, # checkpoint (.pt), run folder (best.pt, else last.pt),
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     src = Path(input)
     if not src.exists(): raise InferError(f'no such file or folder: {src}')
-    m = load(model, device=device)
+    m = load(model, device=device, trust_code=trust_code)
     if src.is_dir():
         res = predict_folder(m, src, output, compare=compare, overwrite=overwrite, max_pixels=max_pixels, tile=tile,
                              log=log, progress=progress)
@@ -137,10 +141,11 @@ def clapp_infer(model:str, # checkpoint (.pt), run folder (best.pt, else last.pt
                 tile:int=1024, # tile side for large pictures
                 device:str='cpu', # cpu, cuda or mps
                 overwrite:bool=False, # replace output files that exist already (never the input pictures)
+                trust_code:bool=False, # let --compare import the module a python target filter of the checkpoint names
                ):
     "Run a trained CLAPP model on a picture or a folder of pictures"
     res = cli_errors('clapp_infer', run_infer, model, input, output, compare, max_pixels, tile, device, overwrite,
-                     progress=True)
+                     progress=True, trust_code=trust_code)
     return res if isinstance(res, int) else None
 
 # %% ../nbs/08_cli.ipynb #28b3743e
@@ -169,7 +174,7 @@ _BENCH_ONLY = 'sections (quality, stop, train, buffer, inference, memory) and/or
 @call_parse
 def clapp_bench(only:Param(_BENCH_ONLY, str, nargs='*', opt=False)=None, # sections and/or filter names (none: all)
                 quick:bool=False, # the quick plan (CI, a few minutes on two cores)
-                out:str='images', # folder for bench.json, bench.md and the plots
+                out:str='results', # folder for bench.json, bench.md and the plots (the project's own: images)
                ):
     "Run the benchmark suite: quality per filter, time to the stop rule, throughput, memory"
     def go():

@@ -12,10 +12,10 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 import yaml
 
 # %% auto #0
-__all__ = ['LOSS_TYPES', 'DEVICES', 'PADDING_MODES', 'ARCHS', 'OUTPUT_NORMS', 'LOGGERS', 'PRESET_DIR', 'opt', 'DataConfig',
-           'ModelConfig', 'TrainConfig', 'Config', 'ConfigError', 'validate', 'config_from_dict', 'config_dict',
-           'list_presets', 'yaml_value', 'to_yaml', 'parse_override', 'load_config', 'register_choices', 'choices',
-           'register_filter_check', 'Stage', 'resolution_schedule']
+__all__ = ['LOSS_TYPES', 'DEVICES', 'PADDING_MODES', 'ARCHS', 'OUTPUT_NORMS', 'BLOCK_NORMS', 'LOGGERS', 'PRESET_DIR', 'opt',
+           'DataConfig', 'ModelConfig', 'TrainConfig', 'Config', 'ConfigError', 'validate', 'config_from_dict',
+           'config_dict', 'list_presets', 'yaml_value', 'to_yaml', 'parse_override', 'load_config', 'register_choices',
+           'choices', 'register_filter_check', 'Stage', 'resolution_schedule']
 
 # %% ../nbs/00_config.ipynb #a5a30ab7
 def opt(default, # the field's default (a list or dict is copied for each instance)
@@ -38,7 +38,8 @@ LOSS_TYPES = ('l1', 'l2', 'lc', 'all')
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 ARCHS = ('plain', 'unet')
-OUTPUT_NORMS = ('none', 'max')
+OUTPUT_NORMS = ('none', 'max', 'clamp')
+BLOCK_NORMS = ('group', 'none')
 LOGGERS = ('wandb', 'tensorboard')
 
 # %% ../nbs/00_config.ipynb #9794fdab
@@ -85,8 +86,14 @@ class ModelConfig:
     arch: str = opt('plain', "'plain' (the original stack) or 'unet' (a small down/up variant for harder operators)",
                     choices=ARCHS, new=True)
     levels: int = opt(2, "down/up levels of the 'unet' arch", min=1, new=True)
-    output_norm: str = opt('none', "'none' (the original output) or 'max' (softplus, then divided by its own image "
-                           "maximum: for max-scaled targets)", choices=OUTPUT_NORMS, new=True)
+    output_norm: str = opt('none', "'none' (the original output), 'max' (softplus, then divided by its own image "
+                           "maximum: for max-scaled targets) or 'clamp' (to [0, 1]: for clamped targets)",
+                           choices=OUTPUT_NORMS, new=True)
+    norm: str = opt('group', "every block's norm: 'group' (GroupNorm over the whole image, the original) or 'none' "
+                    "(the blocks keep the input's scale: for filters whose output scales with it)", choices=BLOCK_NORMS,
+                    new=True)
+    linear_path: int = opt(0, 'side of a linear convolution from the input straight to the output, added to the '
+                              "network's and starting at zero (0: none, the original): for linear filters", min=0, new=True)
 
 # %% ../nbs/00_config.ipynb #5ea9dc50
 @dataclass
@@ -125,7 +132,7 @@ class Config:
     num_runs: int = opt(10, 'runs of this config in an experiment (for confidence intervals)', min=1)
     num_resolutions: int = opt(2, 'training stages; each doubles crop and resize and halves the batch', min=1)
     num_parallel_runs: int = opt(1, 'experiment runs at a time (0 or 1: one after another)', min=0)
-    experiment_name: Union[str, None] = opt(None, 'experiment folder name; null makes a fresh uuid')
+    experiment_name: Union[str, None] = opt(None, 'experiment folder name; null makes a readable one: filter, date, time, short id')
     engine: str = opt('local', 'how experiment runs are spread: local (processes on this machine) or ray',
                       choices=('local', 'ray'), new=True)
     ray_address: Union[str, None] = opt(None, 'Ray cluster for engine ray: null starts one on 127.0.0.1, auto joins a '
@@ -145,13 +152,10 @@ def _bad(key, value, allowed): return ConfigError(f"config key `{key}`: {value!r
 
 # %% ../nbs/00_config.ipynb #72668d43
 def _hints(cls): return get_type_hints(cls)
-
 def _is_optional(tp): return get_origin(tp) is Union and type(None) in get_args(tp)
-
 def _type_name(tp):
     if get_origin(tp) is Union: return ' or '.join(_type_name(a) for a in get_args(tp))
     return {type(None): 'null'}.get(tp, getattr(tp, '__name__', str(tp)))
-
 def _check_type(key, value, tp):
     "Check `value` against annotation `tp`, converting ints to floats where a float is expected"
     if get_origin(tp) is Union:
@@ -219,6 +223,9 @@ def _check_rules(cfg):
     if cfg.model.kernel_size % 2 == 0:
         raise _bad('model.kernel_size', cfg.model.kernel_size,
                    'must be odd (1, 3, 5, ...) so outputs keep the input size')
+    if cfg.model.linear_path % 2 == 0 and cfg.model.linear_path:
+        raise _bad('model.linear_path', cfg.model.linear_path,
+                   'must be 0 (none) or odd (1, 3, 5, ...) so outputs keep the input size')
     _check_filters(cfg)
 
 def _check_filters(cfg):
@@ -247,9 +254,7 @@ def _validate_section(obj, prefix=''):
 
 # %% ../nbs/00_config.ipynb #2fcc9f65
 _DATA = ('train_data', 'valid_data')
-
 def _default_producers(cfg) -> int: return max(1, cfg.train.num_workers)
-
 def _resolve_producers(cfg):
     "Set each data section's `producers` that is None to what `train.num_workers` gives"
     for sec in _DATA:

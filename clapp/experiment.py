@@ -4,27 +4,26 @@
 
 # %% ../nbs/06_experiment.ipynb #3d4bffcd
 from __future__ import annotations
-import copy, itertools, json, multiprocessing, os, shutil, signal, sys, tempfile, threading, time, traceback, uuid
+import copy, itertools, json, multiprocessing, os, signal, sys, threading, time, traceback, uuid
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2, numpy as np, torch, yaml
+import cv2, torch, yaml
 from fastcore.script import Param, call_parse
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from .callbacks import _Bar, _Lines, _TextBar, in_notebook
 from .config import ConfigError, config_dict, config_from_dict, load_config, to_yaml, yaml_value
-from .imaging import write_image
-from .plots import (FINISHED, demo_grid, plot_ci, plot_runs, plot_train_valid, run_row, summary_table,
-                          variant_table, write_report)
-from .runs import read_metrics
+from .plots import FINISHED, run_row, summary_table, variant_table, write_report
+from .report import make_demo_figures
+from .runs import _filter_label, read_metrics
 from .train import train
 
 # %% auto #0
 __all__ = ['ENGINES', 'expand_sweep', 'parse_sweep', 'threads_per_run', 'RunRecord', 'Experiment', 'load_experiment',
-           'ExperimentError', 'plan_experiment', 'run_experiment', 'best_run', 'make_demo_figures',
-           'run_experiment_cli']
+           'ExperimentError', 'plan_experiment', 'run_experiment', 'best_run', 'run_experiment_cli']
 
 # %% ../nbs/06_experiment.ipynb #fa71ad16
 def expand_sweep(grid:dict, # dotted key -> list of values (a single value counts as a list of one)
@@ -57,14 +56,10 @@ def _as_variants(sweep) -> list:
     if isinstance(sweep, str): sweep = [sweep]
     if all(isinstance(s, str) for s in sweep): return expand_sweep(parse_sweep(sweep))
     return [list(s) for s in sweep]
-
-# %% ../nbs/06_experiment.ipynb #4e5b8d01
 def _variant_label(overrides:list) -> str:
     "A short name for a variant: its overrides with each key cut to its last part ('base' for none)"
     if not overrides: return 'base'
     return ' '.join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (o.split('=', 1) for o in overrides))
-
-# %% ../nbs/06_experiment.ipynb #8b2f6c3d
 def _carry_filter(overrides:list) -> list:
     "Add `valid_data.target_filter` to a variant that sets only `train_data.target_filter`"
     keys = [o.split('=', 1)[0].strip() for o in overrides]
@@ -78,7 +73,6 @@ def _available_cores() -> int:
     try: return len(os.sched_getaffinity(0))
     except AttributeError: return os.cpu_count() or 1
 
-# %% ../nbs/06_experiment.ipynb #2d7e9f45
 def threads_per_run(parallel:int, # runs at a time
                     cores:int=None, # cores to share (default: the ones this process may use)
                    ) -> int:
@@ -104,16 +98,17 @@ class RunRecord:
     def name(self) -> str: return f'run_{self.index:03d}'
 
 # %% ../nbs/06_experiment.ipynb #4c1f8e3a
+def _counts(runs:list) -> str:
+    "How many of `runs` have each status, e.g. '2 converged, 1 failed'"
+    return ', '.join(f'{n} {status}' for status, n in Counter(r.status for r in runs).items())
 @dataclass
 class Experiment:
     "An experiment folder: its runs and what they logged"
     dir: Path      # the experiment folder
     runs: list     # one `RunRecord` per run
     meta: dict     # name, config, overrides, variants, num_runs, parallel, threads, cores, created
-
     def run_path(self, run:RunRecord) -> Path: return self.dir/run.run_dir
     def metrics(self, run:RunRecord) -> list: return read_metrics(self.run_path(run))
-
     def save(self) -> Path:
         "Write `experiment.json` (atomically, so that a reader never sees half a file)"
         d = dict(self.meta, runs=[{k: v for k, v in asdict(r).items() if k != 'config'} for r in self.runs])
@@ -121,12 +116,7 @@ class Experiment:
         tmp.write_text(json.dumps(d, indent=1, default=str))
         os.replace(tmp, self.dir/'experiment.json')
         return self.dir/'experiment.json'
-
-    def __repr__(self):
-        counts = {}
-        for r in self.runs: counts[r.status] = counts.get(r.status, 0) + 1
-        runs = ', '.join(f'{v} {k}' for k, v in counts.items())
-        return f"Experiment({str(self.dir)!r}, {len(self.runs)} runs: {runs})"
+    def __repr__(self): return f"Experiment({str(self.dir)!r}, {len(self.runs)} runs: {_counts(self.runs)})"
 
 # %% ../nbs/06_experiment.ipynb #8d0c4f37
 def load_experiment(path, # an experiment folder (holding experiment.json)
@@ -142,6 +132,15 @@ def load_experiment(path, # an experiment folder (holding experiment.json)
 class ExperimentError(RuntimeError):
     "An experiment that cannot start or be summarised (its folder already holds one, no run finished)"
 
+# %% ../nbs/06_experiment.ipynb #aa63cb29
+def _filters(runs:list) -> str:
+    "The target filters of `runs` (those with a valid config), joined with '+' in order of appearance"
+    return '+'.join(dict.fromkeys(_filter_label(r.config['train_data']['target_filter']) for r in runs if r.config))
+
+def _experiment_name(runs:list) -> str:
+    "A fresh, readable experiment folder name: filter(s), date-time and a short uuid"
+    return f"{_filters(runs) or 'experiment'}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
 # %% ../nbs/06_experiment.ipynb #ce4b8d71
 def plan_experiment(config='samples', # preset name, YAML path, dict or `Config`
                     overrides=(),     # `key=value` overrides for every run
@@ -154,11 +153,6 @@ def plan_experiment(config='samples', # preset name, YAML path, dict or `Config`
     base = load_config(config, overrides)
     n = base.num_runs if num_runs is None else num_runs
     parallel = base.num_parallel_runs if parallel is None else parallel
-    name = base.experiment_name or str(uuid.uuid4())
-    exp_dir = Path(out or base.train.output_dir)/name
-    if (exp_dir/'experiment.json').exists():
-        raise ExperimentError(f'{exp_dir} already holds an experiment; '
-                              'choose another experiment_name or remove that folder')
     threads = threads_per_run(parallel) if parallel > 1 and base.train.threads == 0 else base.train.threads
     runs = []
     for variant in _as_variants(sweep):
@@ -169,6 +163,11 @@ def plan_experiment(config='samples', # preset name, YAML path, dict or `Config`
             try: r.config = config_dict(load_config(copy.deepcopy(config_dict(base)), overrides_i))
             except ConfigError as e: r.status, r.error = 'failed', str(e)
             runs.append(r)
+    name = base.experiment_name or _experiment_name(runs)
+    exp_dir = Path(out or base.train.output_dir)/name
+    if (exp_dir/'experiment.json').exists():
+        raise ExperimentError(f'{exp_dir} already holds an experiment; '
+                              'choose another experiment_name or remove that folder')
     exp_dir.mkdir(parents=True, exist_ok=True)
     meta = dict(name=name, config=str(config) if isinstance(config, (str, Path)) else type(config).__name__,
                 overrides=list(overrides), variants=_as_variants(sweep), num_runs=n, parallel=parallel,
@@ -202,6 +201,47 @@ def _engine(name:str) -> str:
     if name not in ENGINES: raise ExperimentError(f'engine {name!r} is unknown; use one of {ENGINES}')
     return name
 
+# %% ../nbs/06_experiment.ipynb #efe52eac
+def _announce(exp:Experiment) -> str:
+    "What an experiment will do, said before it starts: its runs, their filters, how many at a time"
+    m, variants = exp.meta, len(exp.meta['variants'])
+    each = f" ({variants} variants x {m['num_runs']})" if variants > 1 else ''
+    where = ' as Ray tasks' if m['engine'] == 'ray' else ' in worker processes' if m['parallel'] > 1 else ''
+    return (f"experiment {m['name']}: {len(exp.runs)} runs{each} of {_filters(exp.runs) or 'invalid configs'}, "
+            f"{max(1, m['parallel'])} at a time{where}")
+def _live() -> bool: return in_notebook() or (hasattr(sys.stderr, 'isatty') and sys.stderr.isatty())
+def _bar(**kw):
+    "A tqdm bar drawn as the trainer's: a widget in a notebook, redrawn on a terminal, else a line every 5 s"
+    if in_notebook(): return _Bar(**kw)
+    live = _live()   # in a file, every bar takes the first line: no cursor moves
+    return _TextBar(file=sys.stderr if live else _Lines(sys.stderr), mininterval=0.5 if live else 5,
+                    dynamic_ncols=live, ascii=None if live else True, **({} if live else dict(position=0)), **kw)
+
+# %% ../nbs/06_experiment.ipynb #6c793c26
+class _Progress:
+    "An experiment's bars: the runs that ended, and the steps of each run training in a worker (its metrics.jsonl)"
+    def __init__(self, exp:Experiment, on:bool=True, in_process:bool=False):
+        self.exp, self.on, self.bars, ended = exp, on, {}, sum(r.status != 'pending' for r in exp.runs)
+        self.bar = _bar(total=len(exp.runs), initial=ended, desc=exp.meta['name'], unit='run',
+                        disable=not on or (in_process and not _live()))
+    def tick(self):
+        "Bring the bar of every run that trains elsewhere to the last step it logged"
+        for r in [r for r in self.exp.runs if self.on and r.status == 'running']:
+            if r.index not in self.bars:
+                steps = r.config['train']['max_iterations'] * r.config['num_resolutions']
+                self.bars[r.index] = _bar(total=steps, desc=r.name, unit='step', leave=False)
+            rows, bar = self.exp.metrics(r), self.bars[r.index]
+            if rows: bar.update(rows[-1]['step'] - bar.n)
+    def done(self, r:RunRecord):
+        "Close run `r`'s bar, write its line and count it"
+        if not self.on: return
+        if r.index in self.bars: self.bars.pop(r.index).close()
+        ended = sum(x.status not in ('pending', 'running') for x in self.exp.runs)
+        self.bar.write(f'{_run_line(self.exp, r)} [{ended}/{len(self.exp.runs)} runs ended]')
+        self.bar.update(1); self.bar.set_postfix_str(_counts(self.exp.runs))
+    def close(self):
+        for b in [*self.bars.values(), self.bar]: b.close()
+
 # %% ../nbs/06_experiment.ipynb #1c456923
 def run_experiment(config='samples', # preset name, YAML path, dict or `Config`
                    overrides=(),     # `key=value` overrides for every run
@@ -213,31 +253,34 @@ def run_experiment(config='samples', # preset name, YAML path, dict or `Config`
                    engine=None,      # 'local' (processes here) or 'ray' (Ray tasks) (default: the config's `engine`)
                    ray_address=None, # Ray cluster for 'ray': None starts one on 127.0.0.1, 'auto', 'ray://host:10001'
                    report=True,      # write summary.csv, summary.md and the three loss plots at the end
-                   verbose=False,    # print a line as each run ends (and the progress of in-process runs)
+                   verbose=False,    # say what will run, then show progress bars and a line as each run ends
                   ) -> Experiment:
     "Train every run of an experiment, here, in parallel processes or on Ray; failures are recorded, Ctrl-C stops all"
     exp = plan_experiment(config, overrides, sweep, out, num_runs, parallel)
     todo = [r for r in exp.runs if r.status == 'pending']
-    engine = _engine(engine or exp.meta['engine'])
+    exp.meta['engine'] = engine = _engine(engine or exp.meta['engine'])
     address = ray_address or exp.meta.get('ray_address')
+    if verbose: print(_announce(exp), flush=True)
+    bars = _Progress(exp, verbose, in_process=engine != 'ray' and exp.meta['parallel'] <= 1)
     def finish(r, res):
         r.status, r.error, r.seconds, r.steps = res['status'], res['error'], res['seconds'], res.get('steps')
         exp.save()
-        if verbose: print(_run_line(exp, r), flush=True)
+        bars.done(r)
     try:
         if engine == 'ray':
-            _run_ray(todo, exp.dir, max(1, exp.meta['parallel']), exp.meta['threads'], address, finish)
+            _run_ray(todo, exp.dir, max(1, exp.meta['parallel']), exp.meta['threads'], address, finish, bars.tick)
         elif exp.meta['parallel'] <= 1:
             for r in todo:
                 r.status = 'running'
                 finish(r, _train_run(r.config, str(exp.dir/r.run_dir), progress=verbose))
-        else: _run_parallel(todo, exp.dir, exp.meta['parallel'], exp.meta['threads'], start_method, finish)
+        else: _run_parallel(todo, exp.dir, exp.meta['parallel'], exp.meta['threads'], start_method, finish, bars.tick)
     except KeyboardInterrupt:
         for r in todo:
             if r.status in ('pending', 'running'): r.status, r.error = 'interrupted', 'stopped by Ctrl-C'
         exp.save()
         if report: write_report(exp)
         raise
+    finally: bars.close()
     if report: write_report(exp)
     return exp
 
@@ -258,7 +301,6 @@ def _watch_parent(ppid:int):
         time.sleep(0.5)
         if os.getppid() != ppid: os._exit(1)
 
-# %% ../nbs/06_experiment.ipynb #0e3b5d16
 def _init_worker(threads:int, ppid:int):
     "Set up a worker: leave Ctrl-C to the parent, use `threads` threads, exit with the parent"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -279,8 +321,8 @@ def _stop_workers(ex:ProcessPoolExecutor, timeout:float=5.0):
         if p.is_alive(): p.kill(); p.join(1)
 
 # %% ../nbs/06_experiment.ipynb #2a5d7f38
-def _run_parallel(runs:list, exp_dir:Path, parallel:int, threads:int, start_method:str, finish):
-    "Train `runs` in worker processes, `parallel` at a time, calling `finish(run, result)` as each ends"
+def _run_parallel(runs:list, exp_dir:Path, parallel:int, threads:int, start_method:str, finish, tick=None):
+    "Train `runs` in worker processes, `parallel` at a time; `finish(run, result)` as each ends, `tick()` every second"
     import clapp.experiment as mod  # workers find functions by module name, also when this runs in a notebook
     ctx, todo = multiprocessing.get_context(start_method), list(runs)
     while todo:
@@ -293,7 +335,8 @@ def _run_parallel(runs:list, exp_dir:Path, parallel:int, threads:int, start_meth
                     r = todo.pop(0)
                     r.status = 'running'
                     inflight[ex.submit(mod._train_run, r.config, str(exp_dir/r.run_dir))] = r
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                done, _ = wait(inflight, timeout=1, return_when=FIRST_COMPLETED)
+                if tick: tick()
                 for f in done:
                     r = inflight.pop(f)
                     try: res = f.result()
@@ -312,19 +355,26 @@ def _ray_connect(address=None, # None: start a Ray on 127.0.0.1; 'auto' or 'ray:
     import ray  # optional dependency (the `ray` extra): `import clapp` never loads it
     os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
     if ray.is_initialized(): return False
-    if address: ray.init(address=address, log_to_driver=False)
-    else: ray.init(address='local', _node_ip_address='127.0.0.1', include_dashboard=False, log_to_driver=False)
-    return not address
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return False
+    for left in (1, 0):  # Ray waits a fixed 30 s for its raylet, which a busy machine can miss: one more try
+        try:
+            ray.init(address='local', _node_ip_address='127.0.0.1', include_dashboard=False, log_to_driver=False)
+            return True
+        except Exception as e:
+            ray.shutdown()  # stops what the failed start left running
+            if not left: raise ExperimentError(f'Ray did not start on 127.0.0.1 in two tries ({e}); a busy machine is '
+                                               'the usual cause: try again, or use engine: local') from None
 
-# %% ../nbs/06_experiment.ipynb #w5e0a005
 def _ray_train_run(config:dict, run_dir:str, threads:int) -> dict:
     "What a Ray task runs: `_train_run` with `threads` torch threads"
     if threads: torch.set_num_threads(threads); cv2.setNumThreads(threads)
     return _train_run(config, run_dir)
 
 # %% ../nbs/06_experiment.ipynb #w5e0a007
-def _run_ray(runs:list, exp_dir:Path, parallel:int, threads:int, address, finish):
-    "Train `runs` as Ray tasks, `parallel` at a time, calling `finish(run, result)` as each ends"
+def _run_ray(runs:list, exp_dir:Path, parallel:int, threads:int, address, finish, tick=None):
+    "Train `runs` as Ray tasks, `parallel` at a time; `finish(run, result)` as each ends, `tick()` every second"
     import ray  # optional dependency (the `ray` extra)
     import clapp.experiment as mod  # Ray ships functions by module name, also when this runs in a notebook
     started, todo, inflight = mod._ray_connect(address), list(runs), {}
@@ -335,7 +385,9 @@ def _run_ray(runs:list, exp_dir:Path, parallel:int, threads:int, address, finish
                 r = todo.pop(0)
                 r.status = 'running'
                 inflight[task.remote(r.config, str(exp_dir/r.run_dir), threads)] = r
-            done, _ = ray.wait(list(inflight), num_returns=1)
+            done, _ = ray.wait(list(inflight), num_returns=1, timeout=1)
+            if tick: tick()
+            if not done: continue
             r = inflight.pop(done[0])
             try: res = ray.get(done[0])
             except Exception as e: res = dict(status='failed', error=f'its Ray task died: {e}', seconds=None)
@@ -354,50 +406,6 @@ def best_run(exp:Experiment, # the experiment to search
     if not rows:
         raise ExperimentError(f'{exp.dir} has no finished run' + (f' of variant {variant!r}' if variant else ''))
     return exp.runs[int(min(rows, key=lambda row: row['ema_l2'])['run'][4:])]
-
-# %% ../nbs/06_experiment.ipynb #7b1c3d45
-_DEMO_FILTERS = ('sobel_3', 'sobel_canny_5', 'random_41')   # filters of the README's demo grids
-_DEMO_PLOTS = {'loss_runs': plot_runs, 'loss_train_valid': plot_train_valid, 'loss_ci': plot_ci}  # its loss plots
-_DEMO_OVERRIDES = ('train.max_iterations=500', 'train.loss_type=all')  # minutes on two cores; the original loss
-
-def _figure_rgb(fig) -> np.ndarray:
-    "A matplotlib figure drawn as a uint8 RGB array"
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-# %% ../nbs/06_experiment.ipynb #c0b6785c
-def make_demo_figures(config='samples', # the preset the demo runs train with
-                      overrides=(),     # `key=value` overrides after `_DEMO_OVERRIDES` (e.g. train.max_iterations=2000)
-                      images='images',  # folder that receives the PNGs
-                      out=None,         # folder that keeps the demo experiments (default: a temporary one, removed)
-                      num_runs:int=3,   # runs of sobel_3 behind the loss plots
-                      parallel:int=2,   # runs at a time
-                      verbose=True,     # print a line as each run ends
-                     ) -> dict:
-    "Train the demo runs and write the demo_<filter>.png grids and the three loss plots into `images`"
-    images, tmp = Path(images), None
-    images.mkdir(parents=True, exist_ok=True)
-    if out is None: out = tmp = tempfile.mkdtemp(prefix='clapp-figures-')
-    try:
-        tag, ov = uuid.uuid4().hex[:6], list(_DEMO_OVERRIDES) + list(overrides)
-        losses = run_experiment(config, ov + ['train_data.target_filter=sobel_3', 'valid_data.target_filter=sobel_3',
-                                              f'experiment_name=demo-losses-{tag}'],
-                                out=out, num_runs=num_runs, parallel=parallel, verbose=verbose)
-        others = run_experiment(config, ov + [f'experiment_name=demo-filters-{tag}'], out=out, num_runs=1,
-                                parallel=parallel, sweep={'train_data.target_filter': list(_DEMO_FILTERS[1:])},
-                                verbose=verbose)
-        paths = {}
-        for name, plot in _DEMO_PLOTS.items():
-            paths[name] = images/f'{name}.png'
-            plot(losses).savefig(paths[name], dpi=80)
-        for f in _DEMO_FILTERS:
-            exp, variant = (losses, None) if f == 'sobel_3' else (others, f'target_filter={f}')
-            grid = demo_grid(exp.run_path(best_run(exp, variant))/'best.pt')
-            paths[f'demo_{f}'] = write_image(images/f'demo_{f}.png', _figure_rgb(grid), palette=256)
-        return paths
-    finally:
-        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/06_experiment.ipynb #79a8a1ef
 def run_experiment_cli(config:str='samples', # preset name or YAML file
@@ -429,12 +437,10 @@ def run_experiment_cli(config:str='samples', # preset name or YAML file
 
 # %% ../nbs/06_experiment.ipynb #9c904a09
 @call_parse
-def _main(overrides:Param('key=value overrides for every run, e.g. train.max_iterations=500', str, nargs='*',
-                          opt=False)=None, # key=value overrides for every run
+def _main(overrides:Param('key=value overrides for every run', str, nargs='*', opt=False)=None, # key=value overrides
           config:str='samples', # preset name or YAML file
           out:str=None,         # folder that receives the experiment folder (default: train.output_dir)
-          sweep:Param("a sweep axis 'key=v1,v2' (repeat to cross several)", str,
-                      action='append')=None, # sweep axes 'key=v1,v2'
+          sweep:Param("a sweep axis 'key=v1,v2' (repeat to cross)", str, action='append')=None, # sweep axes
           figures:bool=False,   # remake the demo figures in ./images instead
           parallel:int=None,    # runs at a time (default: num_parallel_runs)
           num_runs:int=None,    # runs per variant (default: num_runs)

@@ -8,6 +8,7 @@ import difflib, importlib, re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Callable, Optional, Union
 
 import cv2
@@ -346,8 +347,8 @@ def _morph_gradient(name, k):
 # %% ../nbs/01_filters.ipynb #c5b3a0ca
 _CONV_KEYS = ('kernel', 'scale', 'offset', 'abs', 'border', 'name')
 
-def _filter_from_mapping(spec: dict) -> Filter:
-    "The filter for a {kind: conv, ...} or {kind: python, ...} mapping"
+def _filter_from_mapping(spec: dict, load_code: bool = True) -> Filter:
+    "The filter for a {kind: conv, ...} or {kind: python, ...} mapping (a python one unimported unless `load_code`)"
     kind = spec.get('kind')
     rest = {k: v for k, v in spec.items() if k != 'kind'}
     allowed = {'conv': _CONV_KEYS, 'python': ('path', 'out_channels', 'name')}
@@ -359,7 +360,8 @@ def _filter_from_mapping(spec: dict) -> Filter:
     need = 'kernel' if kind == 'conv' else 'path'
     if need not in rest: raise FilterError(f'a {kind} filter needs {need!r}')
     if kind == 'conv': return conv_filter(**rest)
-    return _python_filter(**rest, spec=spec)  # defined with the Python filters below
+    if not load_code: return _python_spec(**rest)  # its name and channels; defined with the Python filters below
+    return _python_filter(**rest, spec=spec)
 
 # %% ../nbs/01_filters.ipynb #4e6a7516
 def register_filter(name: str, # the name configs use; letters, digits, '_', '-', '.'
@@ -390,20 +392,28 @@ def unregister_filter(name: str, # the name a filter was registered under with `
     del _USER[name]
 
 # %% ../nbs/01_filters.ipynb #aa5f923b
-def _python_filter(path, out_channels=1, name=None, spec=None) -> Filter:
-    "The filter named by a 'package.module:function' path"
+def _python_spec(path, out_channels=1, name=None) -> SimpleNamespace:
+    "A python filter spec's parts, checked without importing its module: module, attr, name, out_channels"
     if not isinstance(path, str) or path.count(':') != 1 or not all(path.split(':')):
         raise FilterError(f"a python filter path looks like 'package.module:function'; got {path!r}")
     mod, attr = path.split(':')
-    try: obj = importlib.import_module(mod)
-    except ImportError as e: raise FilterError(f'cannot import module {mod!r} for filter {path!r}: {e}') from None
-    for part in attr.split('.'):
-        if not hasattr(obj, part): raise FilterError(f'module {mod!r} has no attribute {attr!r} (filter {path!r})')
+    return SimpleNamespace(module=mod, attr=attr, name=name or path, out_channels=int(out_channels))
+
+def _python_filter(path, out_channels=1, name=None, spec=None) -> Filter:
+    "The filter named by a 'package.module:function' path: imports the module (which runs its code)"
+    p = _python_spec(path, out_channels, name)
+    try: obj = importlib.import_module(p.module)
+    except ImportError as e: raise FilterError(f'cannot import module {p.module!r} for filter {path!r}: {e}') from None
+    for part in p.attr.split('.'):
+        if not hasattr(obj, part):
+            raise FilterError(f'module {p.module!r} has no attribute {p.attr!r} (filter {path!r})')
         obj = getattr(obj, part)
+    if isinstance(obj, Filter) and obj.out_channels != p.out_channels:
+        raise FilterError(f'{path!r} makes {obj.out_channels} channel(s): give out_channels: {obj.out_channels}')
     if isinstance(obj, Filter): return obj
     if not callable(obj): raise FilterError(f'{path!r} is a {type(obj).__name__}, not a function or Filter')
     doc = (obj.__doc__ or '').strip().split('\n')[0]
-    return Filter(name or path, int(out_channels), obj, None, doc or f'user function {path}', 'user', spec=spec)
+    return Filter(p.name, p.out_channels, obj, None, doc or f'user function {path}', 'user', spec=spec)
 
 # %% ../nbs/01_filters.ipynb #0e495b2a
 def check_channels(filter: Union[str, Mapping, Filter], # the target filter or its spec
@@ -421,6 +431,6 @@ def check_channels(filter: Union[str, Mapping, Filter], # the target filter or i
 def _config_filter_check(value, # a config's target_filter: a name or a {kind: ...} mapping
                          where: str, # its dotted key, e.g. 'train_data.target_filter'
                         ) -> Filter:
-    "The filter a config names, or a ConfigError naming the key"
-    try: return get_filter(value)
+    "The filter a config names (a python one only checked, not imported), or a ConfigError naming the key"
+    try: return _filter_from_mapping(dict(value), load_code=False) if isinstance(value, Mapping) else get_filter(value)
     except Exception as e: raise ConfigError(f'config key `{where}`: {e}') from None

@@ -172,10 +172,8 @@ def _image(self:FusedFilterNet, x, pool, work, nw=1):
 # %% ../nbs/03c_fused.ipynb #b54a4e70
 @patch
 @torch.inference_mode()
-def raw_forward(self:FusedFilterNet, x:torch.Tensor) -> torch.Tensor:
-    "N,C,H,W float -> N,out,H,W before `output_norm`, equal to the model's `raw_forward` up to float rounding"
-    p = self.config.kernel_size // 2
-    if min(x.shape[-2:]) <= p: return self.model.raw_forward(x)
+def _stack(self:FusedFilterNet, x:torch.Tensor) -> torch.Tensor:
+    "N,C,H,W float -> N,out,H,W: the fused prep, blocks and post (the model's stack, without its `linear_path`)"
     nw, old = max(1, self.threads or torch.get_num_threads()), torch.get_num_threads()
     shared = _SHARED_LOCK.acquire(blocking=False)  # fresh buffers cost page faults; a concurrent call gets its own
     work = _SHARED_WORK if shared else {}
@@ -191,6 +189,15 @@ def raw_forward(self:FusedFilterNet, x:torch.Tensor) -> torch.Tensor:
     finally:
         torch.set_num_threads(old)
         if shared: _SHARED_LOCK.release()
+
+# %% ../nbs/03c_fused.ipynb #b4819766
+@patch
+@torch.inference_mode()
+def raw_forward(self:FusedFilterNet, x:torch.Tensor) -> torch.Tensor:
+    "N,C,H,W float -> N,out,H,W before `output_norm`, equal to the model's `raw_forward` up to float rounding"
+    if min(x.shape[-2:]) <= self.config.kernel_size // 2: return self.model.raw_forward(x)
+    y, lin = self._stack(x), self.model.linear
+    return y if lin is None else y + lin(x)
 
 # %% ../nbs/03c_fused.ipynb #682a11f3
 @patch

@@ -18,7 +18,7 @@ from .imaging import IMAGE_EXTS, ImageError, read_image, write_image, to_uint8, 
 from .imaging import run_child, group_norm_stats
 from .filters import as_rgb_uint8, get_filter, FilterError
 from .model import receptive_field
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import CheckpointError, load_model, check_code
 from .fused import optimize_for_inference
 
 # %% auto #0
@@ -46,6 +46,7 @@ def _check_device(device) -> torch.device:
 # %% ../nbs/05_infer.ipynb #8eac64f1
 def load(model, # an `nn.Module`, a checkpoint file, a run folder holding best.pt / last.pt, or a zoo name
          device='cpu', # where to put the model
+         trust_code:bool=False, # let `compare_grid` import the module a python target filter of the checkpoint names
         ) -> nn.Module:
     "A model in eval mode from a model, a checkpoint, a run folder or the zoo"
     if isinstance(model, nn.Module): return model.eval()
@@ -54,10 +55,10 @@ def load(model, # an `nn.Module`, a checkpoint file, a run folder holding best.p
     if not p.exists() and len(p.parts) == 1 and not p.suffix: return _zoo_model(str(model), device)
     if p.is_dir():
         for name in ('best.pt', 'last.pt'):
-            if (p/name).is_file(): return load_model(p/name, device=device)
+            if (p/name).is_file(): return load_model(p/name, device=device, trust_code=trust_code)
         raise CheckpointError(f'{p} holds no best.pt or last.pt; give a run folder that finished a validation, '
                               'or a .pt file')
-    return load_model(p, device=device)
+    return load_model(p, device=device, trust_code=trust_code)
 
 # %% ../nbs/05_infer.ipynb #b823bbce
 def _zoo_model(name:str, device='cpu') -> nn.Module:
@@ -367,6 +368,9 @@ def compare_grid(model:nn.Module, # a model (see `load`)
     img = _picture(image)
     spec = target_filter or model_filter(model)
     if spec is None: raise InferError('the model does not say which filter it imitates; pass target_filter=')
+    if target_filter is None:  # a filter read from a checkpoint is built only with consent (see `load`)
+        check_code(spec, getattr(model, 'trust_code', True), "this model's checkpoint",
+                   'load it with trust_code=True (clapp_infer --trust_code), or pass target_filter=')
     ref = get_filter(spec)(img)
     out = predict(model, img)
     if ref.shape != out.shape:
@@ -392,7 +396,8 @@ torch.manual_seed(0)
 m = build_model(load_config({config!r}).model).eval()
 img = cv2.resize(load_sample_images('validation')['chelsea'], ({size}, {size}), interpolation=cv2.INTER_LINEAR)
 t = time.perf_counter(); out = predict_tiled(m, img, tile={tile}); dt = time.perf_counter() - t
-peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+from clapp.bench import _own_peak_rss  # the child's own high-water mark: ru_maxrss keeps the parent's (09_bench)
+peak = round(_own_peak_rss() / 2 ** 20)
 print({marker!r} + json.dumps(dict(size={size}, tile={tile}, seconds=round(dt, 1), peak_rss_mb=peak,
                                    out_shape=list(out.shape))))
 """

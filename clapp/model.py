@@ -18,8 +18,8 @@ from .imaging import psnr, to_float, to_uint8
 from .sources import load_sample_images
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'MaxNorm', 'FilterNet', 'UNetFilterNet',
-           'build_model', 'count_params', 'count_flops', 'receptive_field', 'photo_psnr']
+__all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'MaxNorm', 'Clamp', 'linear_path', 'FilterNet',
+           'UNetFilterNet', 'build_model', 'count_params', 'count_flops', 'receptive_field', 'photo_psnr']
 
 # %% ../nbs/03_model.ipynb #ae0a4069
 class SquaredReLU(nn.Module):
@@ -51,7 +51,7 @@ class FilterBlock(nn.Module):
         c, k = config.capacity, config.kernel_size
         self.flip, self.rezero, self.reskip = config.flip_conv_norm, config.rezero, config.reskip
         self.conv = nn.Conv2d(c, c, k, padding=k // 2, padding_mode=config.padding_mode)
-        self.norm = nn.GroupNorm(1, c)
+        self.norm = nn.GroupNorm(1, c) if config.norm == 'group' else nn.Identity()
         self.act = ACTIVATIONS[config.activation]()
         self.alfa = nn.Parameter(torch.ones(1, c, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
@@ -78,6 +78,29 @@ class MaxNorm(nn.Module):
         if peak is None: peak = y.amax((-2, -1), keepdim=True)
         return F.softplus(y, self.beta) / (F.softplus(peak, self.beta) + self.eps)
 
+# %% ../nbs/03_model.ipynb #309e30f4
+class Clamp(nn.Module):
+    "The output clipped to [0, 1] (`output_norm: clamp`); `peak` is ignored"
+    def forward(self, y:torch.Tensor, # N,C,H,W raw output
+                peak:Optional[torch.Tensor]=None, # unused: the clip is per pixel
+               ) -> torch.Tensor: # N,C,H,W in [0, 1]
+        return y.clamp(0, 1)
+
+def _out_norm(config:ModelConfig) -> Optional[nn.Module]:
+    "The module of `config.output_norm` (None for 'none'); none has weights, so checkpoints are unchanged"
+    return {'max': MaxNorm, 'clamp': Clamp}.get(config.output_norm, lambda: None)()
+
+# %% ../nbs/03_model.ipynb #292fb5df
+def linear_path(config:ModelConfig, # the `model` section of the config
+               ) -> Optional[nn.Conv2d]:
+    "The `linear_path` convolution (input to output channels, no bias, zero weights), or None when it is 0"
+    k = config.linear_path
+    if not k: return None
+    conv = nn.Conv2d(config.input_channels, config.output_channels, k, padding=k // 2, bias=False,
+                     padding_mode=config.padding_mode)
+    nn.init.zeros_(conv.weight)
+    return conv
+
 # %% ../nbs/03_model.ipynb #b867673e
 class FilterNet(nn.Module):
     "1x1 conv to `capacity` channels, `num_layers` FilterBlocks, 1x1 conv to `output_channels`, then `output_norm`"
@@ -88,11 +111,13 @@ class FilterNet(nn.Module):
         self.prep = nn.Conv2d(config.input_channels, config.capacity, 1)
         self.main = nn.Sequential(*[FilterBlock(config) for _ in range(config.num_layers)])
         self.post = nn.Conv2d(config.capacity, config.output_channels, 1)
-        self.out_norm = MaxNorm() if config.output_norm == 'max' else None  # no weights: checkpoints are unchanged
+        self.out_norm = _out_norm(config)
+        self.linear = linear_path(config)  # built last: the other weights start as without it
 
     def raw_forward(self, x:torch.Tensor) -> torch.Tensor:
         "The output before `output_norm` (what tiles can compute on their own)"
-        return self.post(self.main(self.prep(x)))
+        y = self.post(self.main(self.prep(x)))
+        return y if self.linear is None else y + self.linear(x)
 
     def finish(self, y:torch.Tensor, peak:Optional[torch.Tensor]=None) -> torch.Tensor:
         "`output_norm` of raw output `y`, dividing by the raw maximum `peak` (N,C,1,1) when given"
@@ -136,15 +161,17 @@ class UNetFilterNet(nn.Module):
         self.post = nn.Conv2d(c, config.output_channels, 1)
         self.downs = nn.ModuleList([_Down(config) for _ in range(config.levels)])
         self.ups = nn.ModuleList([_Up(config, block=lvl > 1) for lvl in range(config.levels, 0, -1)])  # coarsest first
-        self.out_norm = MaxNorm() if config.output_norm == 'max' else None
+        self.out_norm = _out_norm(config)
+        self.linear = linear_path(config)
 
     def raw_forward(self, x:torch.Tensor) -> torch.Tensor:
         "The output before `output_norm`"
         skips = [self.head(self.prep(x))]
         for down in self.downs: skips.append(down(skips[-1]))
-        x = skips[-1]
-        for i, up in enumerate(self.ups): x = up(x, skips[-2 - i])
-        return self.post(self.tail(x))
+        y = skips[-1]
+        for i, up in enumerate(self.ups): y = up(y, skips[-2 - i])
+        y = self.post(self.tail(y))
+        return y if self.linear is None else y + self.linear(x)
 
     def finish(self, y:torch.Tensor, peak:Optional[torch.Tensor]=None) -> torch.Tensor:
         "`output_norm` of raw output `y`, dividing by the raw maximum `peak` (N,C,1,1) when given"
@@ -209,7 +236,7 @@ def receptive_field(config:ModelConfig, # the `model` section of the config
     if config.arch == 'unet':  # at level l a step down and up reaches one more cell of 2^l pixels, a block r cells
         L = config.levels
         reach += sum((1 + r) * 2 ** l for l in range(1, L + 1)) + sum(r * 2 ** l for l in range(1, L))
-    return 2 * reach + 1
+    return max(2 * reach + 1, config.linear_path)
 
 # %% ../nbs/03_model.ipynb #087da6aa
 def photo_psnr(model:nn.Module, # a CLAPP model (put in eval mode)

@@ -19,8 +19,8 @@ from .filters import as_rgb_uint8
 from .imaging import IMAGE_EXTS
 
 # %% auto #0
-__all__ = ['SAMPLE_SPLITS', 'SOURCE_KINDS', 'OFFLINE_SOURCES', 'SourceError', 'load_sample_images', 'synthetic_image',
-           'decode_image', 'ImageSource', 'open_source']
+__all__ = ['SAMPLE_SPLITS', 'SOURCE_KINDS', 'OFFLINE_SOURCES', 'SHUFFLE_BUFFER', 'SourceError', 'load_sample_images',
+           'synthetic_image', 'decode_image', 'ImageSource', 'open_source']
 
 # %% ../nbs/02a_sources.ipynb #a0c9d8d2
 class SourceError(ConfigError):
@@ -213,8 +213,10 @@ _HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?')
 def _shard(ids:list, shard:int, num_shards:int) -> list:
     return ids[shard::num_shards] if len(ids) >= num_shards else ids
 
-def _dataset_source(kind, label, ds, cfg, kw, shard, num_shards) -> ImageSource:
-    "A `datasets` Dataset (finite) or IterableDataset (stream) as a source"
+SHUFFLE_BUFFER = 1000  # rows a stream draws its shuffled order from (`IterableDataset.shuffle`'s buffer_size)
+
+def _dataset_source(kind, label, ds, cfg, kw, shard, num_shards, seed=0) -> ImageSource:
+    "A `datasets` Dataset (finite) or IterableDataset (stream, shuffled: a new order each pass) as a source"
     import datasets  # datasets imports slowly; only dataset sources need it
     key = cfg.image_key
     cols = ds.column_names
@@ -225,18 +227,23 @@ def _dataset_source(kind, label, ds, cfg, kw, shard, num_shards) -> ImageSource:
     if isinstance(ds, datasets.Dataset):
         return ImageSource(kind, label, ids=_shard(list(range(len(ds))), shard, num_shards),
                            load=lambda i: ds[i][key], **kw)
+    # one seed for every shard (the same order, which split_dataset_by_node then divides), another for each split
+    ds = ds.shuffle(seed=zlib.crc32(f'{seed}/{cfg.split}'.encode()), buffer_size=SHUFFLE_BUFFER)
     if num_shards > 1:
         from datasets.distributed import split_dataset_by_node  # see above: datasets is imported lazily
         ds = split_dataset_by_node(ds, rank=shard, world_size=num_shards)
+    passes = itertools.count()
     def rows():
+        p = next(passes)
+        ds.set_epoch(p)  # shards and buffer reshuffled with seed + p
         for i, row in enumerate(ds):
             if key not in row:
                 raise SourceError(f"{label} has no column {key!r} (data image_key); its columns: {', '.join(row)}")
-            yield f'{cfg.split}[{i}]' if num_shards == 1 else f'{cfg.split}[{shard}:{i}]', row[key]
+            yield f'{cfg.split}/pass{p}/{i}' if num_shards == 1 else f'{cfg.split}/pass{p}/{shard}:{i}', row[key]
     return ImageSource(kind, label, rows=rows, **kw)
 
 # %% ../nbs/02a_sources.ipynb #147f4bbe
-def _local_source(p:Path, cfg, kw, shard, num_shards) -> ImageSource:
+def _local_source(p:Path, cfg, kw, shard, num_shards, seed=0) -> ImageSource:
     import datasets  # datasets imports slowly; only dataset sources need it
     if not p.is_dir():
         raise SourceError(f'{str(p)!r} is a file; name the folder that holds the pictures or dataset files. '
@@ -253,7 +260,7 @@ def _local_source(p:Path, cfg, kw, shard, num_shards) -> ImageSource:
         try: ds = datasets.load_dataset(str(p), split=cfg.split, streaming=True)
         except (ValueError, FileNotFoundError) as e:
             raise SourceError(f'cannot read the dataset files in {p}: {e}') from None
-        return _dataset_source('local', str(p), ds, cfg, kw, shard, num_shards)
+        return _dataset_source('local', str(p), ds, cfg, kw, shard, num_shards, seed)
     root = p/cfg.split if (p/cfg.split).is_dir() else p
     ids = [str(f.relative_to(p)) for f in files if f.suffix.lower() in IMAGE_EXTS and root in f.parents]
     if not ids:
@@ -276,7 +283,7 @@ def _hub_reachable(timeout:float=3.0) -> bool:
     except OSError: return False
     return True
 
-def _hub_source(name, cfg, kw, shard, num_shards) -> ImageSource:
+def _hub_source(name, cfg, kw, shard, num_shards, seed=0) -> ImageSource:
     import datasets  # datasets imports slowly; only dataset sources need it
     from huggingface_hub import get_token
     either = '' if '/' not in name else f' (and no local folder {name!r} exists)'
@@ -294,11 +301,11 @@ def _hub_source(name, cfg, kw, shard, num_shards) -> ImageSource:
         else: why = 'check the name and split'
         raise SourceError(f'cannot open the Hugging Face dataset {name!r}, split {cfg.split!r}{either}: {why}. '
                           f'({text}). Offline sources: {OFFLINE_SOURCES}.') from None
-    return _dataset_source('hub', name, ds, cfg, kw, shard, num_shards)
+    return _dataset_source('hub', name, ds, cfg, kw, shard, num_shards, seed)
 
 # %% ../nbs/02a_sources.ipynb #cc3a1c33
 def open_source(cfg:DataConfig, # a data section: `name`, `split`, `image_key`
-                seed:int=0, # order of finite sources, content of synthetic ones
+                seed:int=0, # order of finite sources and streams, content of synthetic ones
                 shard:int=0, # this reader's part ...
                 num_shards:int=1, # ... of this many (one per producer thread)
                 on_error:Optional[Callable]=None, # `on_error(image_id, exception)` for each skipped picture
@@ -314,10 +321,10 @@ def open_source(cfg:DataConfig, # a data section: `name`, `split`, `image_key`
             for i in itertools.count(): yield f'synthetic/{cfg.split}/{seed}.{shard}.{i}', synthetic_image(rng)
         return ImageSource('synthetic', name, rows=rows, **kw)
     p = Path(name).expanduser()
-    if p.exists(): return _local_source(p, cfg, kw, shard, num_shards)
+    if p.exists(): return _local_source(p, cfg, kw, shard, num_shards, seed)
     if not name or name.startswith(('/', '.', '~')) or '\\' in name or p.suffix.lower() in IMAGE_EXTS:
         raise SourceError(f'no such folder: {name!r}. Sources: {SOURCE_KINDS}')
     if not _HUB_ID.fullmatch(name):
         raise SourceError(f'{name!r} is neither an existing folder nor a Hugging Face dataset id. '
                           f'Sources: {SOURCE_KINDS}')
-    return _hub_source(name, cfg, kw, shard, num_shards)
+    return _hub_source(name, cfg, kw, shard, num_shards, seed)

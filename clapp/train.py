@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from .config import LOSS_TYPES, Config, load_config, resolution_schedule, to_yaml
 from .data import PairBuffer, fixed_set
 from .model import build_model
-from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, save_checkpoint, resume_config
 from .fused import fusable, optimize_for_inference
 from .runs import TrainResult, new_run_dir, read_metrics, _fmt
 from .callbacks import CancelStep, NonFiniteLoss, default_callbacks
@@ -429,6 +429,7 @@ def train(config=None, # a `Config`, preset name, YAML path or dict (None: defau
           progress:bool=True, # print a progress line
           deterministic:bool=False, # draw from frozen, seed-determined buffers (same seed on the CPU: same metrics)
           start_time:float=None, # `time.time()` when the command started (default: now)
+          trust_code:bool=False, # with `resume` and no `config`: import a python target filter its checkpoint names
          ) -> TrainResult:
     "Train a model for `config` into a run folder; returns a `TrainResult`"
     start_time = time.time() if start_time is None else start_time
@@ -437,7 +438,7 @@ def train(config=None, # a `Config`, preset name, YAML path or dict (None: defau
         rp = Path(resume)
         if rp.is_dir(): rp = rp/'last.pt' if (rp/'last.pt').exists() or not (rp/'best.pt').exists() else rp/'best.pt'
         ck = load_checkpoint(rp)
-        if config is None: config = ck['config']
+        if config is None: config = resume_config(ck, trust_code, rp)  # asks before importing code it names
         if out_dir is None: out_dir = rp.parent
     cfg = load_config(config, list(overrides))
     run_dir = Path(out_dir) if out_dir is not None else new_run_dir(cfg)

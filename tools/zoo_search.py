@@ -1,0 +1,70 @@
+"""The recorded search behind the per-filter presets: model variants x seeds, each trained for a fixed step budget
+from its preset (one torch thread) and scored on the held-out whole photos (`clapp.zoo.photo_scores`).
+
+    python tools/zoo_search.py --filters random_41 sobel_3_local --steps 600 --seeds 0 1 --out nbs/zoo_search.jsonl
+
+Each run is one cosine cycle of --steps (the learning rate ends at its floor) unless --no_anneal keeps the preset's
+`train.lr_cycle`; the first recorded rows (600 steps) used `--no_anneal` with the presets' 500-step cycle.
+
+Every finished run is appended to the JSONL file at once, and runs already in it are skipped, so an interrupted
+search resumes where it stopped. nbs/10_zoo.ipynb shows the recorded table."""
+import argparse, json, tempfile, time
+from pathlib import Path
+
+# every variant is a list of overrides on top of the filter's preset; 'preset' is the preset itself
+VARIANTS = {
+    'original': ['model.norm=group', 'model.linear_path=0', 'model.output_norm=none'],
+    'preset': [],
+    'linear': ['model.norm=group', 'model.linear_path=5', 'model.output_norm=none'],
+    'linear+clamp': ['model.norm=group', 'model.linear_path=5', 'model.output_norm=clamp'],
+    'no norm': ['model.norm=none', 'model.linear_path=0', 'model.output_norm=none'],
+    'no norm+clamp': ['model.norm=none', 'model.linear_path=0', 'model.output_norm=clamp'],
+    'no norm+linear+clamp': ['model.norm=none', 'model.linear_path=5', 'model.output_norm=clamp'],
+    'max': ['model.norm=group', 'model.linear_path=0', 'model.output_norm=max'],
+    'max+capacity 16': ['model.norm=group', 'model.linear_path=0', 'model.output_norm=max', 'model.capacity=16'],
+    'no norm+max': ['model.norm=none', 'model.linear_path=0', 'model.output_norm=max'],
+    'clamp': ['model.output_norm=clamp'],
+    'capacity 16': ['model.capacity=16'],
+    'capacity 16+clamp': ['model.capacity=16', 'model.output_norm=clamp'],
+}
+
+def run(filt, variant, seed, steps, anneal=True):
+    "Train `filt`'s preset with `variant` for `steps` steps (two stages; one cosine cycle if `anneal`); its record"
+    from clapp.config import load_config
+    from clapp.train import train
+    from clapp.zoo import ENTRIES, photo_scores, _mean_scores
+    entry = {e.name: e for e in ENTRIES}[filt]
+    st = steps // 2
+    over = [*VARIANTS[variant], f'seed={seed}', 'train.threads=1', f'train.max_iterations={st}',
+            f'train.min_iterations={st}', 'train.stop_l2_loss=1e-9', 'train.output_log_interval=100000',
+            *([f'train.lr_cycle={steps}'] if anneal else [])]
+    cfg = load_config(entry.preset, over)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.time()
+        res = train(cfg, out_dir=Path(d)/'run', progress=False)
+        seconds = time.time() - t0
+    scores = _mean_scores(photo_scores(res.model.cpu().eval(), entry.filter, edges=entry.edges))
+    return dict(filter=filt, variant=variant, seed=seed, steps=res.steps, seconds=round(seconds, 1),
+                overrides=over, **{k: round(v, 4) for k, v in scores.items()})
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--filters', nargs='+', required=True, help='zoo names')
+    ap.add_argument('--variants', nargs='+', default=list(VARIANTS), help=f'any of: {", ".join(VARIANTS)}')
+    ap.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
+    ap.add_argument('--steps', type=int, default=600)
+    ap.add_argument('--out', default='nbs/zoo_search.jsonl')
+    ap.add_argument('--no_anneal', action='store_true', help="keep the preset's lr_cycle instead of one cycle of --steps")
+    a = ap.parse_args()
+    out = Path(a.out)
+    done = {(r['filter'], r['variant'], r['seed'], r['steps']) for r in map(json.loads, out.read_text().splitlines())} \
+        if out.exists() else set()
+    for f in a.filters:
+        for v in a.variants:
+            for s in a.seeds:
+                if (f, v, s, a.steps) in done: continue
+                rec = run(f, v, s, a.steps, not a.no_anneal)
+                with out.open('a') as fh: fh.write(json.dumps(rec) + '\n')
+                print(json.dumps(rec), flush=True)
+
+if __name__ == '__main__': main()
