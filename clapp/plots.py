@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np, yaml
 
-from .checkpoint import load_model
+from .checkpoint import check_code, load_model
 from .data import load_sample_images
 from .filters import get_filter
 from .imaging import psnr, resize_shorter
@@ -249,10 +249,12 @@ def write_report(exp, # the experiment to report on (a `clapp.experiment.Experim
 def demo_grid(checkpoint,    # a run's best.pt or last.pt
               image=None,    # uint8 RGB picture (default: the `chelsea` validation sample)
               size:int=224,  # shorter side the picture is resized to (shown 1:1 at 80 dpi)
+              trust_code:bool=False, # let it import the module a python target filter of the checkpoint names
              ):
     "A figure input | cv2 | model of a checkpoint's model on one picture, titled with its filter and PSNR"
     model = load_model(checkpoint)
-    f = get_filter(model.run_config.train_data.target_filter)
+    f = get_filter(check_code(model.run_config.train_data.target_filter, trust_code, str(checkpoint),
+                              'pass trust_code=True'))
     img = resize_shorter(load_sample_images('validation')['chelsea'] if image is None else image, size)
     target = f(img)
     target = target.reshape(*target.shape[:2], -1) / 255

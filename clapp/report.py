@@ -350,7 +350,7 @@ def make_demo_figures(config='samples', # the preset the demo runs train with
             plot(losses).savefig(paths[name], dpi=80)
         for f in _DEMO_FILTERS:
             exp, variant = (losses, None) if f == 'sobel_3' else (others, f'target_filter={f}')
-            grid = demo_grid(exp.run_path(best_run(exp, variant))/'best.pt')
+            grid = demo_grid(exp.run_path(best_run(exp, variant))/'best.pt', trust_code=True)  # trained just now
             paths[f'demo_{f}'] = write_image(images/f'demo_{f}.png', _figure_rgb(grid), palette=256)
         return paths
     finally:

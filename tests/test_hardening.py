@@ -122,3 +122,12 @@ def test_pickled_objects_are_refused_in_one_clear_line(tmp_path):
     msg = str(e.value)
     assert 'weights_only' not in msg and 'False' not in msg and '\n' not in msg
     assert str(p) in msg and 'argparse.Namespace' in msg and 'save_checkpoint' in msg and 'trust' in msg
+
+
+def test_demo_grid_builds_the_checkpoints_filter_only_with_consent(folder):
+    from clapp.plots import demo_grid
+    ckpt = folder/'run'/'last.pt'
+    with pytest.raises(CheckpointError, match="would import module 'pwnmod'"): demo_grid(ckpt, size=64)
+    assert not (folder/'PWNED').exists()
+    demo_grid(ckpt, size=64, trust_code=True)
+    assert (folder/'PWNED').exists()
