@@ -21,7 +21,7 @@ from .sources import load_sample_images
 from .data import benchmark_buffer, fixed_set
 from .model import build_model, count_params, count_flops
 from .fused import optimize_for_inference
-from .callbacks import Callback
+from .callbacks import Callback, progress_bar
 from .train import TrainError, get_device, train
 from .infer import compare_grid, predict
 from .report import SECTIONS, _parse_only, all_goals, machine_info, quality_filters, report_markdown, write_report
@@ -403,7 +403,6 @@ def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the fu
               progress:bool=True, # say what will run, show a bar over the steps and a line as each ends
              ) -> dict:
     "Run the benchmark suite; writes `bench[_quick].json`, `.md` and plots to `out`, returns the report"
-    from clapp.experiment import _bar  # here, not at the top: the time_to_stop child imports this module
     plan = plan or PLANS['quick' if quick else 'full']
     prefix = 'bench' if plan.mode == 'full' else f'bench_{plan.mode}'
     secs, filters = _parse_only(only)
@@ -413,7 +412,7 @@ def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the fu
     steps, t_all = _steps(plan, secs, filters, out, prefix), time.perf_counter()
     if progress: print(f"bench, {plan.mode} plan: {', '.join(s[0] for s in steps)} ({len(steps)} in all); "
                        f"the report goes to {out}/{prefix}.*", flush=True)
-    bar = _bar(total=len(steps), desc='bench', unit='step', disable=not progress)
+    bar = progress_bar(total=len(steps), desc='bench', unit='step', disable=not progress)
     try:
         for name, section, key, fn in steps:
             bar.set_description_str(f'bench: {name}'); t = time.perf_counter()

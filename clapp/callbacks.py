@@ -21,8 +21,8 @@ from .imaging import image_grid, read_image, to_uint8, write_image
 # %% auto #0
 __all__ = ['EVENTS', 'Callback', 'CancelStep', 'StopRule', 'StopRuleCallback', 'NonFiniteLoss', 'NonFiniteGuard',
            'MixedPrecision', 'ChannelsLast', 'Compile', 'MetricsLogger', 'ImageLogger', 'CheckpointSaver',
-           'SigtermInterrupt', 'in_notebook', 'ProgressBar', 'ShowGraph', 'TensorBoardLogger', 'WandbLogger',
-           'logger_callbacks', 'default_callbacks']
+           'SigtermInterrupt', 'in_notebook', 'progress_bar', 'ProgressBar', 'ShowGraph', 'TensorBoardLogger',
+           'WandbLogger', 'logger_callbacks', 'default_callbacks']
 
 # %% ../nbs/04a_callbacks.ipynb #96d03b59
 EVENTS = ('before_fit', 'before_stage', 'before_step', 'before_forward', 'after_forward', 'after_loss',
@@ -254,6 +254,16 @@ class _Lines:
 class _Bar(tqdm_auto): monitor_interval = 0       # a widget in a notebook, else a text bar
 class _TextBar(tqdm_std): monitor_interval = 0
 
+def progress_bar(file=None, # where it goes (None: a widget in a notebook, else sys.stderr)
+                 every:float=5.0, # seconds between lines where the output is a file or pipe, not a terminal
+                 **kw): # more tqdm arguments: total, desc, unit, ...
+    "A tqdm bar as CLAPP draws them all: a widget in a notebook, redrawn on a terminal, else a line every `every` s"
+    out = file or sys.stderr
+    if file is None and in_notebook(): return _Bar(**kw)
+    live = hasattr(out, 'isatty') and out.isatty()   # in a file, every bar takes the first line: no cursor moves
+    return _TextBar(file=out if live else _Lines(out), mininterval=0.5 if live else every, dynamic_ncols=live,
+                    ascii=None if live else True, **({} if live else dict(position=0)), **kw)
+
 # %% ../nbs/04a_callbacks.ipynb #74a3b084
 def _stage_text(t) -> str:
     n, mi = len(t.schedule), t.config.train.max_iterations
@@ -273,12 +283,9 @@ class ProgressBar(Callback):
                  file=None): # where the bar goes (default: a notebook widget, else sys.stderr; status: sys.stdout)
         self.every, self.file, self.bar = every, file, None
     def before_fit(self, trainer):
-        out, widget = self.file or sys.stderr, self.file is None and in_notebook()
-        live = widget or (hasattr(out, 'isatty') and out.isatty())     # redrawn in place
-        self.bar = (_Bar if widget else _TextBar)(
-            total=_run_total(trainer), initial=trainer.step, desc=_stage_text(trainer), postfix=_loss_text(trainer),
-            file=out if live else _Lines(out), miniters=1, mininterval=0.5 if live else self.every,
-            bar_format=_BAR_FORMAT, smoothing=0.05, dynamic_ncols=live, ascii=None if live else True)
+        self.bar = progress_bar(self.file, self.every, total=_run_total(trainer), initial=trainer.step,
+                                desc=_stage_text(trainer), postfix=_loss_text(trainer), miniters=1,
+                                bar_format=_BAR_FORMAT, smoothing=0.05)
 
 # %% ../nbs/04a_callbacks.ipynb #6f728c4b
 @patch

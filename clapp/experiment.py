@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2, torch, yaml
 from fastcore.script import Param, call_parse
 
-from .callbacks import _Bar, _Lines, _TextBar, in_notebook
+from .callbacks import in_notebook, progress_bar
 from .config import ConfigError, config_dict, config_from_dict, load_config, to_yaml, yaml_value
 from .plots import FINISHED, run_row, summary_table, variant_table, write_report
 from .report import make_demo_figures
@@ -210,26 +210,21 @@ def _announce(exp:Experiment) -> str:
     return (f"experiment {m['name']}: {len(exp.runs)} runs{each} of {_filters(exp.runs) or 'invalid configs'}, "
             f"{max(1, m['parallel'])} at a time{where}")
 def _live() -> bool: return in_notebook() or (hasattr(sys.stderr, 'isatty') and sys.stderr.isatty())
-def _bar(**kw):
-    "A tqdm bar drawn as the trainer's: a widget in a notebook, redrawn on a terminal, else a line every 5 s"
-    if in_notebook(): return _Bar(**kw)
-    live = _live()   # in a file, every bar takes the first line: no cursor moves
-    return _TextBar(file=sys.stderr if live else _Lines(sys.stderr), mininterval=0.5 if live else 5,
-                    dynamic_ncols=live, ascii=None if live else True, **({} if live else dict(position=0)), **kw)
+
 
 # %% ../nbs/06_experiment.ipynb #6c793c26
 class _Progress:
     "An experiment's bars: the runs that ended, and the steps of each run training in a worker (its metrics.jsonl)"
     def __init__(self, exp:Experiment, on:bool=True, in_process:bool=False):
         self.exp, self.on, self.bars, ended = exp, on, {}, sum(r.status != 'pending' for r in exp.runs)
-        self.bar = _bar(total=len(exp.runs), initial=ended, desc=exp.meta['name'], unit='run',
+        self.bar = progress_bar(total=len(exp.runs), initial=ended, desc=exp.meta['name'], unit='run',
                         disable=not on or (in_process and not _live()))
     def tick(self):
         "Bring the bar of every run that trains elsewhere to the last step it logged"
         for r in [r for r in self.exp.runs if self.on and r.status == 'running']:
             if r.index not in self.bars:
                 steps = r.config['train']['max_iterations'] * r.config['num_resolutions']
-                self.bars[r.index] = _bar(total=steps, desc=r.name, unit='step', leave=False)
+                self.bars[r.index] = progress_bar(total=steps, desc=r.name, unit='step', leave=False)
             rows, bar = self.exp.metrics(r), self.bars[r.index]
             if rows: bar.update(rows[-1]['step'] - bar.n)
     def done(self, r:RunRecord):
