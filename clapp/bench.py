@@ -15,56 +15,32 @@ import psutil
 import torch
 
 from .config import Config, load_config, config_dict, config_from_dict, to_yaml
-from .imaging import to_uint8, psnr, write_image, run_child, ChildError
+from .imaging import write_image, run_child, ChildError
 from .filters import get_filter, list_filters
 from .sources import load_sample_images
-from .data import benchmark_buffer, fixed_set
+from .data import benchmark_buffer
 from .model import build_model, count_params, count_flops
 from .fused import optimize_for_inference
+from .export import to_onnx
 from .callbacks import Callback, progress_bar
 from .train import TrainError, get_device, train
 from .infer import compare_grid, predict
+from .scores import mean_scores, photo_scores
+from . import zoo
 from .report import SECTIONS, _parse_only, all_goals, machine_info, quality_filters, report_markdown, write_report
 
 # %% auto #0
-__all__ = ['PLANS', 'edge_f1', 'quality_metrics', 'BenchPlan', 'filter_config', 'bench_quality', 'time_to_stop', 'bench_stop',
-           'bench_train', 'bench_buffer', 'sample_picture', 'bench_inference', 'peak_rss', 'bench_memory_train',
-           'bench_memory_tiled', 'run_bench', 'run_bench_cli']
-
-# %% ../nbs/09_bench.ipynb #c03ffdfb
-def edge_f1(pred:torch.Tensor, # model outputs in [0,1]
-            target:torch.Tensor, # cv2 edge maps (0 or 1), same shape
-            threshold:float=0.5, # values above it are edge pixels
-           ) -> float:
-    "F1 of edge pixels: `pred > threshold` against `target > threshold`"
-    p, t = pred > threshold, target > threshold
-    tp, fp, fn = (p & t).sum().item(), (p & ~t).sum().item(), (~p & t).sum().item()
-    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-
-# %% ../nbs/09_bench.ipynb #61335c4d
-def quality_metrics(pred:torch.Tensor, # model outputs, float N,C,H,W (clamped to [0,1])
-                    target:torch.Tensor, # cv2 targets, same shape
-                    edges:bool=False, # also the edge F1 (for binary edge maps)
-                   ) -> dict:
-    "L2, PSNR, SSIM (and edge F1 when `edges`) of `pred` against `target`, both float N,C,H,W in [0,1]"
-    from skimage.metrics import structural_similarity  # lazy: keeps the time_to_stop child's start fast
-    pred, target = pred.detach().float().clamp(0, 1).cpu(), target.detach().float().cpu()
-    pu, tu = to_uint8(pred.permute(0, 2, 3, 1)), to_uint8(target.permute(0, 2, 3, 1))
-    mse8 = float(np.mean((pu.astype(np.float64) - tu) ** 2))
-    ssim = np.mean([structural_similarity(p, t, data_range=255, channel_axis=-1) if p.shape[-1] > 1
-                    else structural_similarity(p[..., 0], t[..., 0], data_range=255) for p, t in zip(pu, tu)])
-    out = dict(l2=float(torch.mean((pred - target) ** 2)), psnr=100.0 if mse8 == 0 else psnr(mse8, peak=255),
-               ssim=float(ssim))
-    if edges: out['f1'] = edge_f1(pred, target)
-    return out
+__all__ = ['PLANS', 'BenchPlan', 'filter_config', 'bench_quality', 'time_to_stop', 'bench_stop', 'bench_train', 'bench_buffer',
+           'sample_picture', 'bench_inference', 'peak_rss', 'bench_memory_train', 'bench_memory_tiled', 'run_bench',
+           'run_bench_cli']
 
 # %% ../nbs/09_bench.ipynb #d5d4de12
 @dataclass(frozen=True)
 class BenchPlan:
     "Budgets of one run of the suite"
     mode: str                 # 'quick' or 'full'
-    quality_steps: int        # training steps per filter (all resolution stages together)
-    quality_seconds: float    # wall-clock cap per filter
+    quality_steps: int        # cap on the from-scratch training steps per filter (0: the zoo recipe's own budget)
+    quality_seconds: float    # wall-clock cap on each from-scratch training
     stop_seconds: float       # cap on the run timed to the stop rule
     train_steps: int          # steps timed for training throughput
     buffer_pairs: int         # pairs filled when timing the buffer at 32px (a quarter of that at 224px)
@@ -73,13 +49,12 @@ class BenchPlan:
     memory_valid_pairs: int   # validation pairs of 224 held in the peak-memory child (8000 = original)
     tiled_size: int           # side of the tiled-inference picture
     inference_sizes: tuple = (224, 2048)  # square picture sides timed for inference
-    valid_images: int = 16    # size of the fixed validation set (when the preset names none)
     valid_interval: int = 50  # steps between validations in quality runs (they only log: the stop rule is off)
 
 # %% ../nbs/09_bench.ipynb #1566d836
 PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=12, stop_seconds=35, train_steps=60,
                             buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=1000, tiled_size=2048),
-         'full': BenchPlan('full', quality_steps=1500, quality_seconds=150, stop_seconds=120, train_steps=300,
+         'full': BenchPlan('full', quality_steps=0, quality_seconds=300, stop_seconds=120, train_steps=300,
                            buffer_pairs=3000, repeats=5, memory_steps=20, memory_valid_pairs=8000, tiled_size=8192)}
 
 # %% ../nbs/09_bench.ipynb #f475e5eb
@@ -95,9 +70,9 @@ def filter_config(name:str, # a registered filter, e.g. `sobel_3`
 
 # %% ../nbs/09_bench.ipynb #e8fdc228
 def _budget_overrides(steps:int, stages:int) -> list:
-    "Overrides that train exactly `steps` in all (split over `stages` resolution stages) with the stop rule off"
+    "Overrides that train exactly `steps` in all (split over `stages` stages, one cosine cycle) with the stop rule off"
     per = max(1, steps // stages)
-    return [f'train.max_iterations={per}', f'train.min_iterations={per}']
+    return [f'train.max_iterations={per}', f'train.min_iterations={per}', f'train.lr_cycle={per * stages}']
 
 # %% ../nbs/09_bench.ipynb #b687babe
 class _Clock(Callback):
@@ -114,17 +89,17 @@ class _Clock(Callback):
     def steps(self): return len(self.times)
 
 # %% ../nbs/09_bench.ipynb #e76a5832
-@torch.no_grad()
-def _predict_batch(model:torch.nn.Module, x:torch.Tensor, batch:int=8) -> torch.Tensor:
-    "The model's output for float N,C,H,W `x` (in crops of `batch`), clamped to [0,1], on the CPU"
-    model.eval()
-    dev = next(model.parameters()).device
-    return torch.cat([model(x[i:i+batch].to(dev)).float().clamp(0, 1).cpu() for i in range(0, len(x), batch)])
+def _quality_grid(model:torch.nn.Module, name:str, n:int=2) -> np.ndarray:
+    "`clapp.infer.compare_grid` rows (input | cv2 | model | difference) for the first `n` held-out photos"
+    photos = list(load_sample_images('validation').values())[:n]
+    grids = [compare_grid(model, img, target_filter=name)['grid'] for img in photos]
+    w = max(g.shape[1] for g in grids)   # photos differ in width: pad each row to the widest
+    return np.concatenate([np.pad(g, ((0, 0), (0, w - g.shape[1]), (0, 0))) for g in grids], 0)
 
-def _quality_grid(model:torch.nn.Module, x:torch.Tensor, name:str, n:int=2) -> np.ndarray:
-    "`clapp.infer.compare_grid` rows (input | cv2 | model | difference) for the first `n` crops of float `x`"
-    crops = to_uint8(x[:n].permute(0, 2, 3, 1))
-    return np.concatenate([compare_grid(model, img, target_filter=name)['grid'] for img in crops], 0)
+def _recipe(name:str) -> tuple:
+    "The zoo recipe of operator `name` as (preset, overrides, edges), or the samples preset for one outside the zoo"
+    e = next((e for e in zoo.ENTRIES if e.filter == name), None)
+    return (e.preset, list(e.overrides), e.edges) if e else ('samples', [], None)
 
 # %% ../nbs/09_bench.ipynb #fdcf02c8
 def bench_quality(name:str, # the filter to learn
@@ -132,24 +107,25 @@ def bench_quality(name:str, # the filter to learn
                   out=None, # folder for the comparison grid PNG (None: no grid)
                   prefix:str='bench', # start of the grid's file name
                  ) -> dict:
-    "Train filter `name` on the samples preset for `plan`'s budget; its metrics on the fixed validation set"
-    stages = load_config('samples').num_resolutions
-    cfg = filter_config(name, 'samples', _budget_overrides(plan.quality_steps, stages) +
-                        [f'train.validation_interval={plan.valid_interval}', 'train.loss_type=all'])
+    "Operator `name`: a model trained from scratch for `plan`'s budget, and its zoo model, scored on held-out photos"
+    preset, over, edges = _recipe(name)
+    stages = load_config(preset, over).num_resolutions
+    over += _budget_overrides(plan.quality_steps, stages) if plan.quality_steps else ['train.stop_l2_loss=1e-12']
+    cfg = filter_config(name, preset, over + [f'train.validation_interval={plan.valid_interval}'])
+    if edges is None: edges = bool(np.isin(np.unique(get_filter(name)(sample_picture(64))), (0, 255)).all())
     clock = _Clock(plan.quality_seconds)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         res = train(cfg, out_dir=d, callbacks=[clock], progress=False)
         seconds = time.perf_counter() - t0
-    x, y = fixed_set(cfg.valid_data, plan.valid_images, seed=cfg.seed)
-    p = _predict_batch(res.model, x)
-    edges = bool(((y == 0) | (y == 1)).all())
-    row = dict(quality_metrics(p, y, edges=edges), steps=clock.steps, budget_steps=plan.quality_steps,
-               seconds=round(seconds, 2), cut_by_time=clock.cut, params=count_params(res.model),
-               valid_images=len(x), device=str(next(res.model.parameters()).device))
+    model = res.model.cpu().eval()
+    rows = photo_scores(model, name, edges=edges)
+    row = dict(mean_scores(rows), steps=clock.steps, seconds=round(seconds, 2), cut_by_time=clock.cut,
+               params=count_params(model), photos=len(rows), preset=preset, overrides=over,
+               load_avg=[round(x, 2) for x in os.getloadavg()],
+               zoo=mean_scores(photo_scores(zoo.load(name), name, edges=edges)) if name in zoo.names() else None)
     if out is not None:
-        grid = _quality_grid(res.model, x, name)
-        row['grid'] = write_image(Path(out)/f'{prefix}_grid_{name}.png', grid, palette=256).name
+        row['grid'] = write_image(Path(out)/f'{prefix}_grid_{name}.png', _quality_grid(model, name), palette=256).name
     return row
 
 # %% ../nbs/09_bench.ipynb #29a836f1
@@ -260,12 +236,20 @@ def sample_picture(size:int, # side of the square picture in pixels
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 # %% ../nbs/09_bench.ipynb #499c84ba
+def _onnx_session(model:torch.nn.Module):
+    "An ONNX Runtime CPU session of `model` exported by `clapp.export.to_onnx`; None without the export extra"
+    try: import onnxruntime  # lazy: an optional extra
+    except ImportError: return None
+    with tempfile.TemporaryDirectory() as d:
+        return onnxruntime.InferenceSession(str(to_onnx(model, Path(d)/'model.onnx')), providers=['CPUExecutionProvider'])
+
 @torch.inference_mode()
 def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
                    ) -> dict:
-    "The network's size and cost, and rows of Mpixel/s for model, predict, cv2 and torch `sobel_3`"
+    "The network's size and cost, and rows of Mpixel/s for model, predict, ONNX Runtime, cv2 and torch `sobel_3`"
     f, rows = get_filter('sobel_3'), []
     model = build_model(load_config(None).model).eval()
+    ort = _onnx_session(model)
     def row(impl, dev, size, secs):
         rows.append(dict(impl=impl, device=dev, size=size, seconds=secs, mpix_per_s=size * size / 1e6 / secs))
     for size in plan.inference_sizes:
@@ -278,6 +262,7 @@ def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['f
             row('model', dev, size, _best_time(lambda: m(x), plan.repeats, sync))
             if dev == 'cpu':
                 row('model fused', dev, size, _best_time(lambda: optimize_for_inference(m)(x), plan.repeats))
+                if ort: row('onnxruntime', dev, size, _best_time(lambda: ort.run(None, {'image': x.numpy()}), plan.repeats))
             if f.has_batched: row('torch sobel_3', dev, size, _best_time(lambda: f.batched(x), plan.repeats, sync))
         model.to('cpu')
     big = max(plan.inference_sizes)
@@ -396,22 +381,41 @@ def _steps(plan:BenchPlan, secs:list, filters, out, prefix:str) -> list:
     return steps
 
 # %% ../nbs/09_bench.ipynb #f7b11cf8
+def _merge(old:dict, new:dict) -> dict:
+    "Report `old` with the sections and steps `new` measured put in (for `update`); other figures are kept"
+    rep = {**old, 'machine': new['machine'], 'plan': new['plan'], 'seconds': new['seconds'],
+           'load_avg_end': new['load_avg_end']}
+    rep['sections'] = [s for s in SECTIONS if s in old.get('sections', []) or s in new['sections']]
+    for part in ('quality', 'speed', 'memory'): rep[part] = {**old.get(part, {}), **new[part]}
+    rep['errors'] = {**{k: v for k, v in old.get('errors', {}).items() if k not in new['ran']}, **new['errors']}
+    before = old.get('measured') or {s: dict(date=old['machine']['date'], load_avg=old['machine']['load_avg'])
+                                     for s in old.get('sections', [])}   # a report from before `measured` existed
+    rep['measured'] = {**before, **new['measured']}
+    rep['ran'] = new['ran']
+    return rep
+
 def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the full one
               out='results', # folder for the JSON, markdown and PNG files (`images` for the project's own)
               only=None, # sections and/or filter names (list or comma-separated string); None: all
               plan:BenchPlan|None=None, # budgets; default `PLANS['quick' if quick else 'full']`
               progress:bool=True, # say what will run, show a bar over the steps and a line as each ends
+              update:bool=False, # merge into the report already in `out` (keep the sections not run this time)
              ) -> dict:
     "Run the benchmark suite; writes `bench[_quick].json`, `.md` and plots to `out`, returns the report"
     plan = plan or PLANS['quick' if quick else 'full']
     prefix = 'bench' if plan.mode == 'full' else f'bench_{plan.mode}'
     secs, filters = _parse_only(only)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    report = dict(schema=1, mode=plan.mode, machine=machine_info(), plan=asdict(plan), sections=secs,
-                  quality={}, speed={}, memory={}, errors={})
+    old = out/f'{prefix}.json'
+    if update and not old.exists(): raise FileNotFoundError(f'bench: nothing to update, {old} does not exist; '
+                                                            'run without --update first')
+    machine = machine_info()
+    report = dict(schema=1, mode=plan.mode, machine=machine, plan=asdict(plan), sections=secs,
+                  quality={}, speed={}, memory={}, errors={}, ran=[],
+                  measured={s: dict(date=machine['date'], load_avg=machine['load_avg']) for s in secs})
     steps, t_all = _steps(plan, secs, filters, out, prefix), time.perf_counter()
     if progress: print(f"bench, {plan.mode} plan: {', '.join(s[0] for s in steps)} ({len(steps)} in all); "
-                       f"the report goes to {out}/{prefix}.*", flush=True)
+                       f"the report goes to {out}/{prefix}.*" + (' (updated)' if update else ''), flush=True)
     bar = progress_bar(total=len(steps), desc='bench', unit='step', disable=not progress)
     try:
         for name, section, key, fn in steps:
@@ -420,11 +424,13 @@ def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the fu
             except Exception as e:
                 report['errors'][name] = error = f'{type(e).__name__}: {e}'
                 line = f'bench: {name} FAILED: {error}'
+            report['ran'].append(name)
             if progress: bar.write(line)
             bar.update(1)
     finally: bar.close()
     report['seconds'] = round(time.perf_counter() - t_all, 1)
     report['load_avg_end'] = [round(x, 2) for x in os.getloadavg()]
+    if update: report = _merge(json.loads(old.read_text()), report)
     report['goals'] = [g.check(report) for g in all_goals()]
     write_report(report, out, prefix)
     if progress: print(f"bench: wrote {', '.join(report['files'])} to {out} in {report['seconds']} s")
@@ -434,9 +440,10 @@ def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the fu
 def run_bench_cli(quick:bool=False, # the quick plan (CI, a few minutes on two cores)
                   out:str='results', # folder for bench.json, bench.md and the plots (`images`: the project's own)
                   only:list=None, # sections and/or filter names; None: everything
+                  update:bool=False, # merge into the report in `out`, keeping the sections not run
                  ) -> None:
     "Console entry of the benchmark suite: run, print the table, fail if a section failed"
-    report = run_bench(quick=quick, out=out, only=only)
+    report = run_bench(quick=quick, out=out, only=only, update=update)
     print(report_markdown(report))
     print('wrote', ', '.join(str(Path(out)/f) for f in report['files']))
     if report['errors']: raise RuntimeError(f"benchmark sections failed: {', '.join(report['errors'])}")

@@ -11,18 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import patch
-from tqdm.auto import tqdm as tqdm_auto
-from tqdm.std import tqdm as tqdm_std
 
 from .config import Config, config_dict
 from .runs import _fmt, plot_metrics, remove_partial_files
 from .imaging import image_grid, read_image, to_uint8, write_image
+from .progress import in_notebook, progress_bar
 
 # %% auto #0
-__all__ = ['EVENTS', 'Callback', 'CancelStep', 'StopRule', 'StopRuleCallback', 'NonFiniteLoss', 'NonFiniteGuard',
-           'MixedPrecision', 'ChannelsLast', 'Compile', 'MetricsLogger', 'ImageLogger', 'CheckpointSaver',
-           'SigtermInterrupt', 'in_notebook', 'progress_bar', 'ProgressBar', 'ShowGraph', 'TensorBoardLogger',
-           'WandbLogger', 'logger_callbacks', 'default_callbacks']
+__all__ = ['EVENTS', 'DIVERGED_FACTOR', 'DIVERGED_L2', 'Callback', 'CancelStep', 'StopRule', 'StopRuleCallback', 'NonFiniteLoss',
+           'NonFiniteGuard', 'MixedPrecision', 'ChannelsLast', 'Compile', 'MetricsLogger', 'SkippedPictures',
+           'ImageLogger', 'CheckpointSaver', 'SigtermInterrupt', 'ProgressBar', 'ShowGraph', 'TensorBoardLogger',
+           'WandbLogger', 'logger_callbacks', 'default_callbacks', 'in_notebook', 'progress_bar']
 
 # %% ../nbs/04a_callbacks.ipynb #96d03b59
 EVENTS = ('before_fit', 'before_stage', 'before_step', 'before_forward', 'after_forward', 'after_loss',
@@ -89,7 +88,7 @@ class StopRuleCallback(Callback):
 
 # %% ../nbs/04a_callbacks.ipynb #3c1f0a14
 class NonFiniteLoss(ArithmeticError):
-    "A training or validation loss that is NaN or infinite (the run ends with status `diverged`)"
+    "A loss that is NaN or infinite, or a validation loss far above its best (the run ends with status `diverged`)"
 
 # %% ../nbs/04a_callbacks.ipynb #3c1f0a16
 def _copy_state(x):
@@ -103,8 +102,10 @@ def _finite(model:torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
 
 # %% ../nbs/04a_callbacks.ipynb #3c1f0a18
+DIVERGED_FACTOR, DIVERGED_L2 = 100.0, 1.0  # a validation L2 over both 100x its best and 1.0 is a divergence
+
 class NonFiniteGuard(Callback):
-    "End a run whose loss is not finite (status `diverged`); last.pt then holds the last finite validation's state"
+    "End a run whose loss is not finite or diverged (status `diverged`); last.pt and the model return to the last good state"
     order = -20
     def before_fit(self, trainer): self.snapshot = None
     def after_loss(self, trainer):
@@ -114,14 +115,22 @@ class NonFiniteGuard(Callback):
                             "the run stopped and last.pt keeps the last finite state. "
                             f"Lower train.learning_rate (now {t.learning_rate}) or check the target filter")
     def after_valid_loss(self, trainer):
-        if all(math.isfinite(v) for v in trainer.valid_losses.values()): return
-        raise NonFiniteLoss(f"the validation losses became {trainer.valid_losses} at step {trainer.step}; the run "
-                            "stopped and last.pt keeps the last finite state. "
-                            f"Lower train.learning_rate (now {trainer.config.train.learning_rate})")
+        lr = trainer.config.train.learning_rate
+        if not all(math.isfinite(v) for v in trainer.valid_losses.values()):
+            raise NonFiniteLoss(f"the validation losses became {trainer.valid_losses} at step {trainer.step}; the run "
+                                f"stopped and last.pt keeps the last finite state. Lower train.learning_rate (now {lr})")
+        l2, best = trainer.valid_loss, trainer.best
+        if l2 > DIVERGED_L2 and l2 > DIVERGED_FACTOR * best:
+            raise NonFiniteLoss(f"the run diverged: the validation L2 rose to {l2:.3g} at step {trainer.step}, "
+                                f"{l2 / best:.3g}x its best ({best:.3g}) and above {DIVERGED_L2:g}, where no output in "
+                                f"[0, 1] can be; last.pt keeps the last good state. Lower train.learning_rate (now {lr})")
     def after_validate(self, trainer): self.snapshot = _copy_state(trainer.checkpoint_state())
     def after_fit(self, trainer):
-        if getattr(self, 'snapshot', None) is None or trainer.model is None: return
-        if trainer.status == 'diverged' or not _finite(trainer.model): trainer.save('last.pt', snapshot=self.snapshot)
+        s = getattr(self, 'snapshot', None)
+        if s is None or trainer.model is None or (trainer.status != 'diverged' and _finite(trainer.model)): return
+        trainer.model.load_state_dict(s['weights'])       # the run's model (and its compare.png) is the good one too
+        if s['step'] > 0:                                  # saying how the run ended, as every last.pt does
+            trainer.save('last.pt', snapshot={**s, 'extra': {**s['extra'], 'status': trainer.status}})
 
 # %% ../nbs/04a_callbacks.ipynb #3c1f0a1f
 class MixedPrecision(Callback):
@@ -158,7 +167,11 @@ class Compile(Callback):
     "Train through `torch.compile(model)` (`train.compile`); the plain model, with a warning, where that fails"
     order = -25
     def before_fit(self, trainer):
-        try: compiled = torch.compile(trainer.model)
+        m = trainer.model
+        try:
+            compiled = torch.compile(m)
+            p = next(m.parameters())   # compilation happens at the first call: make it here, where a failure can fall back
+            with torch.no_grad(): compiled(torch.zeros(1, m.config.input_channels, 32, 32, device=p.device, dtype=p.dtype))
         except Exception as e:
             warnings.warn(f'train.compile: torch.compile failed ({type(e).__name__}: {e}); training uncompiled')
             return
@@ -177,6 +190,30 @@ class MetricsLogger(Callback):
         self.file.write(json.dumps(trainer.metrics) + '\n'); self.file.flush()
     def after_fit(self, trainer):
         if getattr(self, 'file', None) is not None: self.file.close(); self.file = None
+
+# %% ../nbs/04a_callbacks.ipynb #6ac831c6
+def _unreadable(trainer) -> dict:
+    "Every distinct picture the run's data skipped: `{image_id: message}`, training data first"
+    out = {}
+    for buf in (trainer.buffer, trainer.valid_buffer):
+        if buf is not None: out.update(buf.unreadable)
+    return {**out, **(getattr(trainer, 'valid_unreadable', None) or {})}
+
+class SkippedPictures(Callback):
+    "`skipped_pictures` (and the first few as `skipped_first`) in every metrics row; the count and names at the end"
+    order = 5   # before the metrics log writes the row
+    def __init__(self, n:int=3): # pictures named
+        self.n = n
+    def after_validate(self, trainer):
+        bad = _unreadable(trainer)
+        trainer.metrics['skipped_pictures'] = len(bad)
+        if bad: trainer.metrics['skipped_first'] = [f'{k}: {v}' for k, v in list(bad.items())[:self.n]]
+    def after_fit(self, trainer):
+        bad = list(_unreadable(trainer))
+        if not bad: return
+        more = f' and {len(bad) - self.n} more' if len(bad) > self.n else ''
+        trainer.message += (f"; skipped {len(bad)} unreadable picture(s): {', '.join(bad[:self.n])}{more} "
+                            "(skipped_first in metrics.jsonl says why)")
 
 # %% ../nbs/04a_callbacks.ipynb #3c1f0a2a
 def _panel(t:torch.Tensor) -> np.ndarray:
@@ -207,14 +244,17 @@ class CheckpointSaver(Callback):
     order = 30
     def __init__(self, seconds:float=60.0): # seconds of training between last.pt saves (0: no time-based saves)
         self.seconds, self.saved_at = seconds, time.monotonic()
-    def before_fit(self, trainer): remove_partial_files(trainer.run_dir); self.saved_at = time.monotonic()
+    def before_fit(self, trainer):
+        remove_partial_files(trainer.run_dir); self.saved_at = time.monotonic()
+        self.best = trainer.best if trainer.step else math.inf   # an untrained network is never a checkpoint
     def after_validate(self, trainer):
-        if trainer.improved: trainer.save('best.pt')
+        if trainer.step and trainer.valid_loss < self.best: self.best = trainer.valid_loss; trainer.save('best.pt')
     def after_step(self, trainer):
         every, due = trainer.config.train.checkpoint_interval, time.monotonic() - self.saved_at >= self.seconds > 0
         if due or (every and trainer.step % every == 0): self._save_last(trainer)
     def after_stage(self, trainer): self._save_last(trainer)
-    def _save_last(self, trainer): trainer.save('last.pt'); self.saved_at = time.monotonic()
+    def _save_last(self, trainer):
+        if trainer.step: trainer.save('last.pt'); self.saved_at = time.monotonic()
 
 # %% ../nbs/04a_callbacks.ipynb #577541bf
 class SigtermInterrupt(Callback):
@@ -231,38 +271,13 @@ class SigtermInterrupt(Callback):
         self.previous = None
 
 # %% ../nbs/04a_callbacks.ipynb #8584dfd6
-def in_notebook() -> bool:
-    "Whether this code runs in a Jupyter kernel (a notebook), where progress is a widget and plots draw live"
-    zmq, ipy = sys.modules.get('ipykernel.zmqshell'), sys.modules.get('IPython')
-    return bool(zmq and ipy) and isinstance(ipy.get_ipython(), zmq.ZMQInteractiveShell)
+_all_ = ['in_notebook', 'progress_bar']  # clapp.progress' names, offered here too (where they began)
 
 # %% ../nbs/04a_callbacks.ipynb #8c8423e5
 def _run_total(trainer) -> int:
     "The run's last step if every stage still to run reaches `max_iterations` (the stop rule may end it sooner)"
     left = (len(trainer.schedule) - trainer.stage_index) * trainer.config.train.max_iterations - trainer.stage_step
     return trainer.step + max(left, 0)
-
-# %% ../nbs/04a_callbacks.ipynb #c2799ac5
-class _Lines:
-    "A file for tqdm that writes each redraw as a whole line (for files and pipes, where `\\r` cannot redraw)"
-    def __init__(self, out): self.out = out
-    def write(self, s:str):
-        s = s.replace('\r', '').rstrip()
-        if s: self.out.write(s + '\n')
-    def flush(self): self.out.flush()
-
-class _Bar(tqdm_auto): monitor_interval = 0       # a widget in a notebook, else a text bar
-class _TextBar(tqdm_std): monitor_interval = 0
-
-def progress_bar(file=None, # where it goes (None: a widget in a notebook, else sys.stderr)
-                 every:float=5.0, # seconds between lines where the output is a file or pipe, not a terminal
-                 **kw): # more tqdm arguments: total, desc, unit, ...
-    "A tqdm bar as CLAPP draws them all: a widget in a notebook, redrawn on a terminal, else a line every `every` s"
-    out = file or sys.stderr
-    if file is None and in_notebook(): return _Bar(**kw)
-    live = hasattr(out, 'isatty') and out.isatty()   # in a file, every bar takes the first line: no cursor moves
-    return _TextBar(file=out if live else _Lines(out), mininterval=0.5 if live else every, dynamic_ncols=live,
-                    ascii=None if live else True, **({} if live else dict(position=0)), **kw)
 
 # %% ../nbs/04a_callbacks.ipynb #74a3b084
 def _stage_text(t) -> str:
@@ -412,7 +427,8 @@ def default_callbacks(config:Config, # a resolved config (its `train` section is
                      ) -> list:
     "The side jobs every run of `config` gets: guard, stop rule, logs, images, checkpoints and the `train` options"
     t = config.train
-    cbs = [NonFiniteGuard(), StopRuleCallback(), MetricsLogger(), ImageLogger(), CheckpointSaver(), SigtermInterrupt()]
+    cbs = [NonFiniteGuard(), StopRuleCallback(), SkippedPictures(), MetricsLogger(), ImageLogger(), CheckpointSaver(),
+           SigtermInterrupt()]
     if t.channels_last: cbs.append(ChannelsLast())
     if t.amp: cbs.append(MixedPrecision())
     if t.compile: cbs.append(Compile())

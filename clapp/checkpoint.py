@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #acb9bca5
 from __future__ import annotations
-import os, pickle, platform, re, tempfile
+import os, pickle, platform, re, secrets, shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +29,13 @@ FORMAT = 'clapp-checkpoint-1'
 def _versions() -> dict:
     return dict(torch=str(torch.__version__), clapp=str(clapp.__version__), python=platform.python_version())
 
+# %% ../nbs/03a_checkpoint.ipynb #cc28244e
+def _unwritable(path:Path, e:Exception) -> str:
+    "One line for a checkpoint that could not be written: where, why and the free space there"
+    try: free = f'{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free there'
+    except OSError: free = 'free space unknown'
+    return f'could not write the checkpoint {path} ({free}): {type(e).__name__}: {str(e)[:200]}'
+
 # %% ../nbs/03a_checkpoint.ipynb #99eee366
 def save_checkpoint(path, # where to write the `.pt` file
                     model:nn.Module, # the model whose weights are saved
@@ -46,12 +53,14 @@ def save_checkpoint(path, # where to write the `.pt` file
                  filter=filter_spec if filter_spec is not None else config.train_data.target_filter,
                  step=int(step), metrics=dict(metrics or {}), versions=_versions(), extra=dict(extra or {}))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
+    tmp = path.parent/f'tmp{secrets.token_hex(8)}.tmp'   # a `tmp*.tmp` name: what a resumed run cleans up
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the user's umask sets its mode, as for any file
         with os.fdopen(fd, 'wb') as f: torch.save(state, f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
+        if isinstance(e, (OSError, RuntimeError)): raise CheckpointError(_unwritable(path, e)) from None
         raise
     return path
 
@@ -79,6 +88,9 @@ def load_checkpoint(path, # a file written by `save_checkpoint`
     if not isinstance(state, dict) or state.get('format') != FORMAT:
         raise CheckpointError(f'{path} is a torch file but not a CLAPP checkpoint (no {FORMAT!r} marker); '
                               'save models with clapp.checkpoint.save_checkpoint')
+    if missing := [k for k in ('weights', 'config') if not isinstance(state.get(k), dict)]:
+        raise CheckpointError(f"{path} is a CLAPP checkpoint without its {' and '.join(missing)} (edited or written by "
+                              'hand?); save models with clapp.checkpoint.save_checkpoint')
     return state
 
 # %% ../nbs/03a_checkpoint.ipynb #fa40422a
@@ -86,7 +98,10 @@ def load_weights(model:nn.Module, # the network the checkpoint's config describe
                  state:dict, # what `load_checkpoint` returned
                  path='checkpoint', # named in the error
                 ):
-    "Load a checkpoint's weights into `model`, raising `CheckpointError` when they do not fit its architecture"
+    "Load a checkpoint's weights into `model`, raising `CheckpointError` when they are not finite or do not fit it"
+    if bad := [k for k, v in state['weights'].items() if torch.is_tensor(v) and not torch.isfinite(v).all()]:
+        raise CheckpointError(f"{path}: its weights are not finite (NaN or inf in {', '.join(bad[:3])}): the run that "
+                              'wrote it diverged; use its best.pt, or retrain')
     try: model.load_state_dict(state['weights'])
     except RuntimeError as e:
         arch = getattr(getattr(model, 'config', None), 'arch', '?')

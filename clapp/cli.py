@@ -34,13 +34,20 @@ def _fail(prog:str, msg:str, code:int=2) -> int:
     print(f'{prog}: error: {msg}', file=sys.stderr, flush=True)
     return code
 
+def _os_error(e:OSError) -> str:
+    "One line for a file or folder the system refused: which one and why (full disk, no permission, not a folder)"
+    where = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    return f'{where}: {e.strerror}' if where and e.strerror else f'{type(e).__name__}: {e}'
+
 def cli_errors(prog:str, # the command's name, shown before the message
                fn, # what to call, with `*args` and `**kwargs`
                *args, **kwargs):
-    "Call `fn`; a user error becomes a one-line message and status 2, Ctrl-C status 130"
+    "Call `fn`; a user error, a refused file or a lack of memory becomes one line and status 2, Ctrl-C status 130"
     try: return fn(*args, **kwargs)
     except KeyboardInterrupt: return _fail(prog, 'interrupted (Ctrl-C)', 130)
     except user_errors() as e: return _fail(prog, str(e))
+    except OSError as e: return _fail(prog, _os_error(e))
+    except MemoryError as e: return _fail(prog, f'out of memory ({e or "no detail"}); lower the sizes in the config')
 
 # %% ../nbs/08_cli.ipynb #b62e9e97
 def run_train(config:str='default', # preset name or YAML file
@@ -94,6 +101,8 @@ def clapp_train(
     res = cli_errors('clapp_train', run_train, config, overrides or [], out, resume, deterministic, compare_image,
                      not quiet, start, trust_code)
     if isinstance(res, int): return res
+    if quiet:  # the progress bar, which prints how the run ended, is off: say it here (a divergence on stderr)
+        print(f'{res.status}: {res.message}', file=sys.stderr if res.status == 'diverged' else sys.stdout, flush=True)
     print(f"run folder: {res.run_dir}\nmodel: {res.run_dir/'best.pt'} (and last.pt)\n"
           f"comparison: {res.run_dir/'compare.png'} (PSNR {res.compare['psnr']:.1f} dB vs cv2)")
     return 1 if res.status == 'diverged' else None
@@ -175,10 +184,11 @@ _BENCH_ONLY = 'sections (quality, stop, train, buffer, inference, memory) and/or
 def clapp_bench(only:Param(_BENCH_ONLY, str, nargs='*', opt=False)=None, # sections and/or filter names (none: all)
                 quick:bool=False, # the quick plan (CI, a few minutes on two cores)
                 out:str='results', # folder for bench.json, bench.md and the plots (the project's own: images)
+                update:bool=False, # re-measure only the sections named, keeping the others of the report in `out`
                ):
     "Run the benchmark suite: quality per filter, time to the stop rule, throughput, memory"
     def go():
         from clapp.bench import run_bench_cli  # lazy: see `user_errors`
-        return run_bench_cli(quick=quick, out=out, only=list(only) if only else None)
+        return run_bench_cli(quick=quick, out=out, only=list(only) if only else None, update=update)
     res = cli_errors('clapp_bench', go)
     return res if isinstance(res, int) else None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #5eb79808
 from __future__ import annotations
-import difflib, importlib.resources
+import difflib, functools, importlib.resources
 from dataclasses import dataclass, field, fields, is_dataclass, asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
@@ -34,11 +34,11 @@ def opt(default, # the field's default (a list or dict is copied for each instan
     return field(default=default, metadata=md)
 
 # %% ../nbs/00_config.ipynb #dd61a738
-LOSS_TYPES = ('l1', 'l2', 'lc', 'all')
+LOSS_TYPES = ('l1', 'l2', 'lc', 'all', 'bce', 'dice')
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 ARCHS = ('plain', 'unet')
-OUTPUT_NORMS = ('none', 'max', 'clamp')
+OUTPUT_NORMS = ('none', 'max', 'clamp', 'sigmoid')
 BLOCK_NORMS = ('group', 'none')
 LOGGERS = ('wandb', 'tensorboard')
 
@@ -65,15 +65,13 @@ class DataConfig:
     targets_on_device: bool = opt(False, 'compute targets in batches on the training device when the filter has a '
                                          'torch version', new=True)
 
-def _valid_data(): return DataConfig(split='validation', resize_base=256, crop_size=224, buffer_delay=0.2)
-
 # %% ../nbs/00_config.ipynb #dede04b9
 @dataclass
 class ModelConfig:
     "The shape of the FilterNet"
     capacity: int = opt(8, 'channels in every residual block', min=1)
     num_layers: int = opt(4, 'number of residual blocks', min=1)
-    input_channels: int = opt(3, 'channels of the input image (3 for RGB)', min=1)
+    input_channels: int = opt(3, 'channels of the input image: 3, as every image source gives RGB', choices=(3,))
     output_channels: int = opt(1, "channels of the output; must match the filter's output", min=1)
     kernel_size: int = opt(3, 'side of every block convolution (odd)', min=1)
     activation: str = opt('gelu', 'activation after each block convolution',
@@ -87,7 +85,8 @@ class ModelConfig:
                     choices=ARCHS, new=True)
     levels: int = opt(2, "down/up levels of the 'unet' arch", min=1, new=True)
     output_norm: str = opt('none', "'none' (the original output), 'max' (softplus, then divided by its own image "
-                           "maximum: for max-scaled targets) or 'clamp' (to [0, 1]: for clamped targets)",
+                           "maximum: for max-scaled targets), 'clamp' (to [0, 1]: for clamped targets) or 'sigmoid' (for 0/1 "
+                           "edge maps)",
                            choices=OUTPUT_NORMS, new=True)
     norm: str = opt('group', "every block's norm: 'group' (GroupNorm over the whole image, the original) or 'none' "
                     "(the blocks keep the input's scale: for filters whose output scales with it)", choices=BLOCK_NORMS,
@@ -107,13 +106,14 @@ class TrainConfig:
     max_iterations: int = opt(5000, 'most steps of a stage', min=1)
     stop_l2_loss: float = opt(0.005, 'stop when the EMA of the validation L2 loss falls below this', min_excl=0)
     stop_loss_ema: float = opt(0.95, 'smoothing of that EMA, in [0, 1)', min=0, max_excl=1)
-    learning_rate: float = opt(0.001, 'Adam learning rate', min_excl=0)
+    learning_rate: float = opt(0.001, 'Adam learning rate (at most 1000, far past any useful rate)', min_excl=0, max=1000)
     output_dir: str = opt('outputs', 'folder that receives run folders')
     output_log_interval: int = opt(100, 'steps between input | cv2 | model image grids', min=1)
     validation_interval: int = opt(5, 'steps between validation losses', min=1)
     min_lr: float = opt(1e-05, 'floor of the cosine learning-rate schedule', min=0)
     lr_cycle: int = opt(500, 'steps of the first cosine cycle; each next cycle is twice as long', min=1)
-    loss_type: str = opt('all', "training loss: 'l1', 'l2', 'lc' (log-cosh) or 'all' (their sum)", choices=LOSS_TYPES)
+    loss_type: str = opt('all', "training loss: 'l1', 'l2', 'lc' (log-cosh), 'all' (their sum), 'bce' (class-balanced "
+                         "binary cross-entropy) or 'dice' (for 0/1 edge maps; new)", choices=LOSS_TYPES)
     valid_batch_size: int = opt(0, 'validation batch size; 0 means batch_size as in the original', min=0, new=True)
     channels_last: bool = opt(True, 'channels-last memory format (faster convolutions on CPU)', new=True)
     threads: int = opt(0, 'torch CPU threads; 0 keeps the torch default', min=0, new=True)
@@ -137,9 +137,10 @@ class Config:
                       choices=('local', 'ray'), new=True)
     ray_address: Union[str, None] = opt(None, 'Ray cluster for engine ray: null starts one on 127.0.0.1, auto joins a '
                                          'running one, ray://host:10001 a remote one', new=True)
-    seed: int = opt(0, 'base random seed; run i of an experiment uses seed + i', min=0, new=True)
+    seed: int = opt(0, 'base random seed; run i of an experiment uses seed + i', min=0, max=2**32 - 1, new=True)
     train_data: DataConfig = field(default_factory=DataConfig, metadata=dict(help='training data'))
-    valid_data: DataConfig = field(default_factory=_valid_data,
+    valid_data: DataConfig = field(default_factory=lambda: DataConfig(split='validation', resize_base=256, crop_size=224,
+                                                                      buffer_delay=0.2),
                                    metadata=dict(help='validation data (never doubled)'))
     model: ModelConfig = field(default_factory=ModelConfig, metadata=dict(help='the network'))
     train: TrainConfig = field(default_factory=TrainConfig, metadata=dict(help='training'))
@@ -152,7 +153,6 @@ def _bad(key, value, allowed): return ConfigError(f"config key `{key}`: {value!r
 
 # %% ../nbs/00_config.ipynb #72668d43
 def _hints(cls): return get_type_hints(cls)
-def _is_optional(tp): return get_origin(tp) is Union and type(None) in get_args(tp)
 def _type_name(tp):
     if get_origin(tp) is Union: return ' or '.join(_type_name(a) for a in get_args(tp))
     return {type(None): 'null'}.get(tp, getattr(tp, '__name__', str(tp)))
@@ -193,8 +193,7 @@ def _check_field(key, value, md):
     if allowed and key.endswith('device') and isinstance(value, str) and value.startswith('cuda:') \
        and value[5:].isdigit(): return
     if allowed:
-        vals = value if isinstance(value, list) else [value]
-        for v in vals:
+        for v in (value if isinstance(value, list) else [value]):
             if v not in allowed:
                 close = difflib.get_close_matches(str(v), [str(c) for c in allowed], n=1)
                 hint = f" (did you mean `{close[0]}`?)" if close else ''
@@ -206,16 +205,15 @@ def _check_field(key, value, md):
         if 'max_excl' in md and value >= md['max_excl']: raise _bad(key, value, f"must be < {md['max_excl']}")
 
 # %% ../nbs/00_config.ipynb #43600628
+_AT_MOST = (('train_data.min_buffer', 'train_data.max_buffer'), ('train_data.crop_size', 'train_data.resize_base'),
+            ('valid_data.min_buffer', 'valid_data.max_buffer'), ('valid_data.crop_size', 'valid_data.resize_base'),
+            ('train.min_iterations', 'train.max_iterations'))   # each first key must be <= the second
+def _value(cfg, key:str): return functools.reduce(getattr, key.split('.'), cfg)
+
 def _check_rules(cfg):
-    for sec in ('train_data', 'valid_data'):
-        d = getattr(cfg, sec)
-        if d.min_buffer > d.max_buffer:
-            raise _bad(f'{sec}.min_buffer', d.min_buffer, f'must be <= {sec}.max_buffer ({d.max_buffer})')
-        if d.crop_size > d.resize_base:
-            raise _bad(f'{sec}.crop_size', d.crop_size, f'must be <= {sec}.resize_base ({d.resize_base})')
-    t = cfg.train
-    if t.min_iterations > t.max_iterations:
-        raise _bad('train.min_iterations', t.min_iterations, f'must be <= train.max_iterations ({t.max_iterations})')
+    _check_filters(cfg)   # first: a misspelled filter name is reported as unknown, before the rules compare it
+    for a, b in _AT_MOST:
+        if _value(cfg, a) > _value(cfg, b): raise _bad(a, _value(cfg, a), f'must be <= {b} ({_value(cfg, b)})')
     if cfg.valid_data.target_filter != cfg.train_data.target_filter:
         raise _bad('valid_data.target_filter', cfg.valid_data.target_filter,
                    f'must equal train_data.target_filter ({cfg.train_data.target_filter!r}): '
@@ -226,7 +224,6 @@ def _check_rules(cfg):
     if cfg.model.linear_path % 2 == 0 and cfg.model.linear_path:
         raise _bad('model.linear_path', cfg.model.linear_path,
                    'must be 0 (none) or odd (1, 3, 5, ...) so outputs keep the input size')
-    _check_filters(cfg)
 
 def _check_filters(cfg):
     "Every registered filter check on both data sections; the model must output the filter's channels"
@@ -352,10 +349,15 @@ def parse_override(item:str, # a `key=value` string, e.g. `train.max_iterations=
     return key.strip(), value
 
 # %% ../nbs/00_config.ipynb #237b6665
-def _nest(key:str, value) -> dict:
-    d = value
-    for part in reversed(key.split('.')): d = {part: d}
-    return d
+def _nest(key:str, value) -> dict: return functools.reduce(lambda d, k: {k: d}, reversed(key.split('.')), value)
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    "PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML itself keeps the last one silently)"
+    def construct_mapping(self, node, deep=False):
+        keys = [k.value for k, _ in node.value]
+        if twice := [k for i, k in enumerate(keys) if k in keys[:i]]:
+            raise yaml.constructor.ConstructorError(problem=f'key {twice[0]!r} is given twice in the mapping at line {node.start_mark.line + 1}')
+        return super().construct_mapping(node, deep)
 
 # %% ../nbs/00_config.ipynb #7f67b642
 def _deep_update(d:dict, u:dict) -> dict:
@@ -370,11 +372,11 @@ def _read_source(source) -> dict:
     if isinstance(source, dict): return source
     p = Path(source)
     if not p.suffix and (PRESET_DIR/f'{source}.yaml').exists(): p = PRESET_DIR/f'{source}.yaml'
-    if not p.exists():
+    if not p.is_file():
         raise ConfigError(f"config source {str(source)!r} is neither a preset ({', '.join(list_presets())}) "
                           'nor an existing YAML file')
-    try: d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e: raise ConfigError(f'config file {p} is not valid YAML: {e}') from None
+    try: d = yaml.load(p.read_text(), _UniqueKeyLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ConfigError(f'config file {p} is not valid YAML: {e}') from None
     if not isinstance(d, dict):
         raise ConfigError(f'config file {p} must hold a mapping of keys, not {type(d).__name__}')
     return d

@@ -120,7 +120,7 @@ class PairBuffer:
         self._stop = threading.Event()
         self._threads, self._error = [], None
         self._draw_rng = np.random.default_rng([seed, 1])
-        self._skipped, self._errors, self._gen = 0, deque(maxlen=10), 0
+        self._skipped, self._errors, self._gen, self._bad = 0, deque(maxlen=10), 0, {}
         self._alloc(int(cfg.resize_base), int(cfg.crop_size))
 
     def _alloc(self, resize_base:int, crop_size:int):
@@ -173,10 +173,16 @@ def errors(self:PairBuffer) -> list:
     "The last few skipped pictures: `[(image_id, message), ...]`"
     with self._lock: return list(self._errors)
 
+@patch(as_prop=True)
+def unreadable(self:PairBuffer) -> dict:
+    "Every distinct picture skipped so far, in the order met: `{image_id: message}` (a run reports the first few)"
+    with self._lock: return dict(self._bad)
+
 @patch
 def _record(self:PairBuffer, img_id, err:Exception):
     with self._lock:
         self._skipped += 1; self._errors.append((str(img_id), f'{type(err).__name__}: {err}'[:200]))
+        self._bad.setdefault(*self._errors[-1])
 
 # %% ../nbs/02_data.ipynb #13d3da0d
 def _make_pairs(self:PairBuffer, pick:_ImagePicker, rng:np.random.Generator, n:int, side:int, cs:int) -> tuple:
@@ -371,11 +377,13 @@ def fixed_set(cfg:DataConfig, # a data section, usually valid_data
               n:int, # number of crops
               seed:int=0, # which crops
               device='cpu', # where the tensors go
+              unreadable:dict=None, # receives `{image_id: message}` for each picture skipped as unreadable
              ) -> tuple:
     "`n` seeded crops and their targets `(x, y)`: float NCHW in [0, 1], the same at every call"
     f = get_filter(cfg.target_filter)
     rng = np.random.default_rng([seed, 3])
-    src = open_source(cfg, seed)
+    note = None if unreadable is None else lambda i, e: unreadable.setdefault(str(i), f'{type(e).__name__}: {e}'[:200])
+    src = open_source(cfg, seed, on_error=note)
     reuse = 8 if src.kind == 'synthetic' else 1
     pick = _ImagePicker(src, rng, reuse, 256, balanced=True)
     cs = int(cfg.crop_size)

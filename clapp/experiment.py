@@ -152,6 +152,7 @@ def plan_experiment(config='samples', # preset name, YAML path, dict or `Config`
     "Make the experiment folder and one `RunRecord` per run; a variant whose config is invalid is marked failed"
     base = load_config(config, overrides)
     n = base.num_runs if num_runs is None else num_runs
+    if n < 1: raise ExperimentError(f'num_runs must be at least 1, not {n}')
     parallel = base.num_parallel_runs if parallel is None else parallel
     threads = threads_per_run(parallel) if parallel > 1 and base.train.threads == 0 else base.train.threads
     runs = []
@@ -263,6 +264,7 @@ def run_experiment(config='samples', # preset name, YAML path, dict or `Config`
         bars.done(r)
     try:
         if engine == 'ray':
+            from clapp.ray_engine import _run_ray  # lazy: clapp.ray_engine imports this module
             _run_ray(todo, exp.dir, max(1, exp.meta['parallel']), exp.meta['threads'], address, finish, bars.tick)
         elif exp.meta['parallel'] <= 1:
             for r in todo:
@@ -342,54 +344,6 @@ def _run_parallel(runs:list, exp_dir:Path, parallel:int, threads:int, start_meth
             _stop_workers(ex)
             raise
         ex.shutdown(wait=True)
-
-# %% ../nbs/06_experiment.ipynb #w5e0a004
-def _ray_connect(address=None, # None: start a Ray on 127.0.0.1; 'auto' or 'ray://host:10001': join that cluster
-                ) -> bool:
-    "Connect this process to Ray (usage statistics off); True when it started a Ray that it must stop"
-    import ray  # optional dependency (the `ray` extra): `import clapp` never loads it
-    os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
-    if ray.is_initialized(): return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        return False
-    for left in (1, 0):  # Ray waits a fixed 30 s for its raylet, which a busy machine can miss: one more try
-        try:
-            ray.init(address='local', _node_ip_address='127.0.0.1', include_dashboard=False, log_to_driver=False)
-            return True
-        except Exception as e:
-            ray.shutdown()  # stops what the failed start left running
-            if not left: raise ExperimentError(f'Ray did not start on 127.0.0.1 in two tries ({e}); a busy machine is '
-                                               'the usual cause: try again, or use engine: local') from None
-
-def _ray_train_run(config:dict, run_dir:str, threads:int) -> dict:
-    "What a Ray task runs: `_train_run` with `threads` torch threads"
-    if threads: torch.set_num_threads(threads); cv2.setNumThreads(threads)
-    return _train_run(config, run_dir)
-
-# %% ../nbs/06_experiment.ipynb #w5e0a007
-def _run_ray(runs:list, exp_dir:Path, parallel:int, threads:int, address, finish, tick=None):
-    "Train `runs` as Ray tasks, `parallel` at a time; `finish(run, result)` as each ends, `tick()` every second"
-    import ray  # optional dependency (the `ray` extra)
-    import clapp.experiment as mod  # Ray ships functions by module name, also when this runs in a notebook
-    started, todo, inflight = mod._ray_connect(address), list(runs), {}
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(mod._ray_train_run)
-        while todo or inflight:
-            while todo and len(inflight) < parallel:
-                r = todo.pop(0)
-                r.status = 'running'
-                inflight[task.remote(r.config, str(exp_dir/r.run_dir), threads)] = r
-            done, _ = ray.wait(list(inflight), num_returns=1, timeout=1)
-            if tick: tick()
-            if not done: continue
-            r = inflight.pop(done[0])
-            try: res = ray.get(done[0])
-            except Exception as e: res = dict(status='failed', error=f'its Ray task died: {e}', seconds=None)
-            finish(r, res)
-    finally:
-        for ref in inflight: ray.cancel(ref, force=True)
-        if started: ray.shutdown()
 
 # %% ../nbs/06_experiment.ipynb #e433a848
 def best_run(exp:Experiment, # the experiment to search

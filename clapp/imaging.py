@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_imaging.ipynb #8fd4dcbc
 from __future__ import annotations
-import json, math, subprocess, sys
+import json, math, shutil, subprocess, sys
 from pathlib import Path
 
 import cv2
@@ -74,6 +74,9 @@ def write_image(path, # file to write (`.png` is added when it has no suffix; it
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR if img.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     try: ok = cv2.imwrite(str(p), img)
     except cv2.error: ok = False  # OpenCV raises for a suffix it has no writer for
+    if not ok and p.suffix.lower() in IMAGE_EXTS:   # a format OpenCV writes: the folder refused it
+        raise ImageError(f'could not write {p}: its folder may be full or not writable '
+                         f'({shutil.disk_usage(p.parent).free / 2**20:,.0f} MB free)')
     if not ok:
         raise ImageError(f'could not write {p} (unknown suffix {p.suffix!r}? use one of {", ".join(IMAGE_EXTS)})')
     return p

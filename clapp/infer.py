@@ -19,6 +19,7 @@ from .imaging import run_child, group_norm_stats
 from .filters import as_rgb_uint8, get_filter, FilterError
 from .model import receptive_field
 from .checkpoint import CheckpointError, load_model, check_code
+from .sources import decode_image
 from .fused import optimize_for_inference
 
 # %% auto #0
@@ -103,9 +104,16 @@ def _device(model:nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device('cpu')
 
+def _read(path) -> np.ndarray:
+    "A picture file as uint8 RGB, decoded as training decodes it: a truncated or corrupt file is an `ImageError`"
+    p = Path(path)
+    if not p.is_file(): return read_image(p)   # its one line for a missing file or a folder
+    try: return decode_image(p.read_bytes())
+    except (ValueError, FilterError) as e: raise ImageError(f'{p} cannot be read: {e}') from None
+
 def _picture(image) -> np.ndarray:
     "uint8 RGB HxWx3 from an array, a PIL image or a picture file"
-    return read_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb_uint8(image)
+    return _read(image) if isinstance(image, (str, os.PathLike)) else as_rgb_uint8(image)
 
 # %% ../nbs/05_infer.ipynb #a8440df6
 @torch.no_grad()
@@ -279,6 +287,8 @@ def _check_outputs(plan:list, # (source picture, output file) pairs
     if clash := [f'{" and ".join(v)} -> {d}' for d, v in by_output.items() if len(v) > 1]:
         raise InferError(f'pictures would write the same output ({_few(clash)}); rename one of them, '
                          'or run them into separate folders')
+    if under := [str(d) for _, d in plan if any(a.is_file() for a in Path(d).parents)]:
+        raise InferError(f'cannot write {_few(under)}: a folder on its path is a file; choose another output')
     if folders := [str(d) for _, d in plan if Path(d).is_dir()]:
         raise InferError(f'the output {_few(folders)} is a folder; remove it or choose another name')
     if not overwrite and (old := [str(d) for _, d in plan if Path(d).exists()]):
@@ -301,7 +311,7 @@ def predict_file(model:nn.Module, # a model (see `load`)
     if not dst.suffix: dst = dst.with_suffix('.png')
     if dst.suffix.lower() not in IMAGE_EXTS: raise InferError(f'cannot write {dst}: use one of {", ".join(IMAGE_EXTS)}')
     _check_outputs([(src, dst)], overwrite)
-    img, t = read_image(src), time.perf_counter()
+    img, t = _read(src), time.perf_counter()
     if compare:
         c = compare_grid(model, img)
         info = dict(written=[str(write_image(dst, c['grid']))], psnr=c['psnr'], mae=c['mae'], max_err=c['max_err'])
@@ -339,7 +349,7 @@ def predict_folder(model:nn.Module, # a model (see `load`)
             with tqdm.external_write_mode(): log(msg)
     done, skipped = [], []
     for f, out_path in tqdm(plan, desc=str(src), unit='picture', disable=not progress):
-        try: img = read_image(f)
+        try: img = _read(f)
         except (ImageError, FilterError) as e:
             skipped.append((str(f), str(e))); say(f'skipped {f}: {e}')
             continue

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .config import Config
 
 # %% auto #0
-__all__ = ['log_cosh', 'compute_losses', 'make_optimizer', 'make_scheduler']
+__all__ = ['log_cosh', 'balanced_bce', 'dice_loss', 'compute_losses', 'make_optimizer', 'make_scheduler']
 
 # %% ../nbs/04b_losses.ipynb #8fd2a842
 def log_cosh(pred:torch.Tensor, # model outputs
@@ -24,12 +24,31 @@ def log_cosh(pred:torch.Tensor, # model outputs
     return (d + F.softplus(-2 * d) - math.log(2.0)).mean()
 
 # %% ../nbs/04b_losses.ipynb #5a0b0008
+def balanced_bce(pred:torch.Tensor, # model outputs in [0, 1] (a sigmoid output), NCHW
+                 target:torch.Tensor, # 0/1 (or soft) targets, same shape
+                 eps:float=1e-4, # `pred` is clipped to [eps, 1 - eps] so the log stays finite
+                ) -> torch.Tensor:
+    "Class-balanced binary cross-entropy (as HED's): each image's edge and background pixels weigh half each"
+    p, t = pred.float().clamp(eps, 1 - eps), target.float()
+    pos = t.mean((-3, -2, -1), keepdim=True).clamp(1e-3, 1 - 1e-3)  # the edge fraction of each image
+    w = t * (0.5 / pos) + (1 - t) * (0.5 / (1 - pos))
+    return (w * -(t * torch.log(p) + (1 - t) * torch.log(1 - p))).mean()
+
+def dice_loss(pred:torch.Tensor, # model outputs, NCHW (clipped to [0, 1])
+              target:torch.Tensor, # 0/1 (or soft) targets, same shape
+             ) -> torch.Tensor:
+    "1 - the soft Dice overlap of each image (mean over images): 0 for a perfect edge map, 1 for a disjoint one"
+    p, t = pred.float().clamp(0, 1), target.float()
+    inter, total = (p * t).sum((-3, -2, -1)), (p + t).sum((-3, -2, -1))
+    return (1 - (2 * inter + 1) / (total + 1)).mean()
+
 def compute_losses(pred:torch.Tensor, # model outputs, NCHW
                    target:torch.Tensor, # cv2 targets, same shape
                   ) -> dict:
-    "The original's four losses of `pred` against `target`: `l1`, `l2`, `lc` (log-cosh) and `all` (their sum)"
+    "The original's four losses (`l1`, `l2`, `lc` log-cosh, `all` their sum) and the edge-map losses `bce`, `dice`"
     l = dict(l1=F.l1_loss(pred, target), l2=F.mse_loss(pred, target), lc=log_cosh(pred, target))
     l['all'] = l['l1'] + l['l2'] + l['lc']
+    l['bce'], l['dice'] = balanced_bce(pred, target), dice_loss(pred, target)
     return l
 
 # %% ../nbs/04b_losses.ipynb #351e2397

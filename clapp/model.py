@@ -18,8 +18,8 @@ from .imaging import psnr, to_float, to_uint8
 from .sources import load_sample_images
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'MaxNorm', 'Clamp', 'linear_path', 'FilterNet',
-           'UNetFilterNet', 'build_model', 'count_params', 'count_flops', 'receptive_field', 'photo_psnr']
+__all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'MaxNorm', 'Clamp', 'Sigmoid', 'linear_path',
+           'FilterNet', 'UNetFilterNet', 'build_model', 'count_params', 'count_flops', 'receptive_field', 'photo_psnr']
 
 # %% ../nbs/03_model.ipynb #ae0a4069
 class SquaredReLU(nn.Module):
@@ -86,9 +86,16 @@ class Clamp(nn.Module):
                ) -> torch.Tensor: # N,C,H,W in [0, 1]
         return y.clamp(0, 1)
 
+class Sigmoid(nn.Module):
+    "The logistic function of the output (`output_norm: sigmoid`, for 0/1 edge maps); `peak` is ignored"
+    def forward(self, y:torch.Tensor, # N,C,H,W raw output (logits)
+                peak:Optional[torch.Tensor]=None, # unused: per pixel
+               ) -> torch.Tensor: # N,C,H,W in (0, 1)
+        return torch.sigmoid(y)
+
 def _out_norm(config:ModelConfig) -> Optional[nn.Module]:
     "The module of `config.output_norm` (None for 'none'); none has weights, so checkpoints are unchanged"
-    return {'max': MaxNorm, 'clamp': Clamp}.get(config.output_norm, lambda: None)()
+    return {'max': MaxNorm, 'clamp': Clamp, 'sigmoid': Sigmoid}.get(config.output_norm, lambda: None)()
 
 # %% ../nbs/03_model.ipynb #292fb5df
 def linear_path(config:ModelConfig, # the `model` section of the config
@@ -215,7 +222,8 @@ def count_flops(model:nn.Module|ModelConfig, # a model, or the config to build o
         n = out.numel()
         if isinstance(m, nn.Conv2d): total += 2 * n * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
         elif isinstance(m, nn.GroupNorm): total += 5 * n
-        elif isinstance(m, FilterBlock): total += 3 * n
+        elif isinstance(m, FilterBlock): total += (m.rezero + (2 if m.reskip else m.rezero)) * n  # alfa*y, beta*x, add
+        elif isinstance(m, nn.Identity): pass
         elif isinstance(m, _Up): total += 2 * n  # gate and skip
         elif isinstance(m, MaxNorm): total += 3 * n  # softplus, the maximum, the division
         elif not list(m.children()): total += n

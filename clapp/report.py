@@ -13,12 +13,13 @@ import numpy as np
 import psutil
 import torch
 
+from .config import ConfigError
 from .filters import list_filters
 from .imaging import write_image
 
 # %% auto #0
-__all__ = ['SECTIONS', 'Goal', 'quality_filters', 'all_goals', 'machine_info', 'report_markdown', 'plot_quality', 'plot_speed',
-           'write_report', 'make_demo_figures']
+__all__ = ['SECTIONS', 'QUALITY_TARGETS', 'Goal', 'quality_filters', 'all_goals', 'machine_info', 'report_markdown',
+           'plot_quality', 'plot_speed', 'write_report', 'make_demo_figures']
 
 # %% ../nbs/09a_report.ipynb #4ad8940c
 def _dig(d:dict, key:str):
@@ -67,19 +68,28 @@ def _parse_only(only=None) -> tuple:
     for item in only:
         if item in SECTIONS: secs.append(item)
         elif item in list_filters(): filters.append(item)
-        else: raise ValueError(f"bench: {item!r} is neither a section ({', '.join(SECTIONS)}) nor a registered filter")
+        else: raise ConfigError(f"bench: {item!r} is neither a section ({', '.join(SECTIONS)}) nor a registered filter")
     if filters and 'quality' not in secs: secs.append('quality')
     return [s for s in SECTIONS if s in secs], filters or None
 
 # %% ../nbs/09a_report.ipynb #cc268e77
+QUALITY_TARGETS = {'sobel_3': dict(zoo={'psnr': 38}, scratch={'psnr': 33}),
+                   'random_41': dict(zoo={'psnr': 45}, scratch={'psnr': 40}),
+                   'random2_51_15': dict(zoo={'psnr': 35}, scratch={'psnr': 30}),
+                   'sobel_3_local': dict(zoo={'psnr': 45}, scratch={'psnr': 40}),
+                   'sobel_canny_5': dict(zoo={'f1': 0.85, 'f1_1px': 0.97}, scratch={'f1': 0.75, 'f1_1px': 0.93})}
+_SCORE_LABELS = {'psnr': 'PSNR (dB)', 'f1': 'edge F1', 'f1_1px': 'edge F1 at 1 px'}
+
 def _quality_goals() -> list:
-    "Quality goals: PSNR for the smooth operators, edge F1 for Canny"
-    local = _local_sobel_name()
-    return [Goal(f'quality.{local}.psnr', '>=', 40, f'{local} PSNR (dB)'),
-            Goal('quality.random_41.psnr', '>=', 40, 'random_41 PSNR (dB)'),
-            Goal('quality.sobel_3.psnr', '>=', 30, 'sobel_3 PSNR (dB)'),
-            Goal('quality.random2_51_15.psnr', '>=', 30, 'random2_51_15 PSNR (dB)'),
-            Goal('quality.sobel_canny_5.f1', '>=', 0.9, 'sobel_canny_5 edge F1')]
+    "Quality goals from `QUALITY_TARGETS`: the zoo model's scores (`quality.<name>.zoo.*`) and the from-scratch run's"
+    goals = []
+    for name, kinds in QUALITY_TARGETS.items():
+        name = _local_sobel_name() if name == 'sobel_3_local' else name
+        goals += [Goal(f'quality.{name}.zoo.{k}', '>=', t, f'{name} zoo model {_SCORE_LABELS[k]}')
+                  for k, t in kinds['zoo'].items()]
+        goals += [Goal(f'quality.{name}.{k}', '>=', t, f'{name} from scratch {_SCORE_LABELS[k]}')
+                  for k, t in kinds['scratch'].items()]
+    return goals
 
 # %% ../nbs/09a_report.ipynb #c854b78b
 def all_goals() -> list:
@@ -134,23 +144,39 @@ def _machine_line(m:dict) -> str:
             f"cores{gpu}), {m['ram_gb']} GB RAM · torch {m['torch']}, OpenCV {m['cv2']}, Python {m['python']}")
 
 # %% ../nbs/09a_report.ipynb #89bd0239
-def _quality_goal(report, name):
-    "The quality goal of operator `name` as checked in `report`, or None"
-    return next((g for g in report.get('goals', []) if g['key'].startswith(f'quality.{name}.')), None)
+def _quality_goals_of(report:dict, name:str, zoo:bool) -> list:
+    "The checked goals of operator `name` in `report`: of its zoo model (`zoo`) or of its from-scratch run"
+    pre = f'quality.{name}.zoo.' if zoo else f'quality.{name}.'
+    return [g for g in report.get('goals', []) if g['key'].startswith(pre) and (zoo or '.zoo.' not in g['key'])]
+
+def _goal_cells(goals:list) -> list:
+    "The goal and met/missed cells of a table row for `goals`"
+    if not goals: return ['–', '']
+    met = None if any(g['met'] is None for g in goals) else all(g['met'] for g in goals)
+    return [', '.join(f"{_SCORE_LABELS[g['key'].rsplit('.', 1)[1]]} {g['op']} {g['target']:g}" for g in goals),
+            _mark(met)]
+
+def _f1s(s:dict) -> str: return f"{_f(s.get('f1'), 3)} / {_f(s.get('f1_1px'), 3)}" if s.get('f1') is not None else '–'
 
 def _quality_md(report) -> list:
-    "The quality section: one row per operator"
+    "The quality section: per operator, its zoo model and the run trained from scratch"
     p, rows = report['plan'], []
-    n = next(iter(report['quality'].values()))['valid_images']
     for name, q in report['quality'].items():
-        g = _quality_goal(report, name)
-        goal = f"{'PSNR' if g['key'].endswith('psnr') else 'F1'} {g['op']} {g['target']:g}" if g else '–'
-        rows.append([f'`{name}`', _f(q['steps']) + (' (time cap)' if q.get('cut_by_time') else ''), _f(q['seconds']),
-                     f"{q['l2']:.2e}", _f(q['psnr'], 2), _f(q['ssim'], 4), _f(q.get('f1'), 3), goal,
-                     _mark(g['met']) if g else ''])
-    return ['', '### Quality', '', f"Each operator trained on the `samples` preset for {p['quality_steps']:,} steps "
-            f"(stop rule off, cap {p['quality_seconds']:g} s), scored on {n} fixed validation crops of 224x224.", '',
-            *_table(['filter', 'steps', 'train s', 'L2', 'PSNR (dB)', 'SSIM', 'edge F1', 'goal', ''], rows)]
+        if q.get('zoo'):
+            z = q['zoo']
+            rows.append([f'`{name}`', 'zoo model', '–', '–', _f(z['psnr'], 2), _f(z['ssim'], 3), _f1s(z),
+                         *_goal_cells(_quality_goals_of(report, name, True))])
+        rows.append([f'`{name}`', 'from scratch', _f(q['steps']) + (' (time cap)' if q.get('cut_by_time') else ''),
+                     _f(q['seconds']), _f(q['psnr'], 2), _f(q['ssim'], 3), _f1s(q),
+                     *_goal_cells(_quality_goals_of(report, name, False))])
+    n = next((q['photos'] for q in report['quality'].values() if 'photos' in q), 4)
+    steps = f"{p['quality_steps']:,} steps" if p['quality_steps'] else "the recipe's steps"
+    return ['', '### Quality', '', f"Each operator's zoo model (`clapp.zoo`), and a model trained from scratch with the "
+            f"operator's zoo recipe for at most {p['quality_seconds']:g} s and {steps}, "
+            f"both scored on the {n} held-out whole photos of the `samples` validation split at full size "
+            "(`clapp.scores.photo_scores`).", '',
+            *_table(['filter', 'model', 'steps', 'train s', 'PSNR (dB)', 'SSIM', 'edge F1 (exact / 1 px)', 'goal', ''],
+                    rows)]
 
 # %% ../nbs/09a_report.ipynb #d52068dd
 def _speed_md(report) -> list:
@@ -174,7 +200,7 @@ def _speed_md(report) -> list:
     return ['', '### Training and data speed (CPU)', '', *_table(['figure', 'value', 'goal', ''], rows)] if rows else []
 
 # %% ../nbs/09a_report.ipynb #96cc51dc
-_IMPLS = ('model', 'model fused', 'model predict', 'cv2 sobel_3', 'torch sobel_3')
+_IMPLS = ('model', 'model fused', 'model predict', 'onnxruntime', 'cv2 sobel_3', 'torch sobel_3')
 
 def _inference_md(report) -> list:
     "The inference section: Mpixel/s per size, device and implementation"
@@ -188,6 +214,7 @@ def _inference_md(report) -> list:
     return ['', f"### Inference (Mpixel/s, best of {report['plan']['repeats']})", '',
             '`model`: the network on a float tensor (eager); `model fused`: the same through `optimize_for_inference`; '
             '`model predict`: uint8 picture in, uint8 out (fused on the CPU); '
+            '`onnxruntime`: the ONNX export (`clapp.export.to_onnx`) run by ONNX Runtime; '
             '`torch sobel_3`: the filter\'s batched torch version. The network (default config) has '
             f"{inf['params']:,} parameters and costs {inf['mflops_224']:.0f} MFLOPs per 224x224 picture.", '',
             *_table(['size', 'device'] + [f'`{i}`' for i in impls], body)]
@@ -221,6 +248,10 @@ def report_markdown(report:dict, # a report as `clapp.bench.run_bench` makes it
              f"Load average {' / '.join(map(str, m['load_avg']))} at the start, "
              f"{' / '.join(map(str, report.get('load_avg_end', [])))} at the end; "
              f"{report.get('seconds', '?')} s in all."]
+    if len({m['date'] for m in report.get('measured', {}).values()}) > 1:   # sections of runs at different times
+        lines += ['', 'Sections measured by different runs (`clapp_bench --update`):', '']
+        lines += [f"- {sec}: {mm['date'][:16].replace('T', ' ')}, load average "
+                  f"{' / '.join(map(str, mm['load_avg']))} at its start" for sec, mm in report['measured'].items()]
     if report['quality']: lines += _quality_md(report)
     lines += _speed_md(report) + _inference_md(report) + _memory_md(report)
     goals = [[g['label'], _f(g['value'], 3 if g['target'] < 1 else 2), f"{g['op']} {g['target']:g}", _mark(g['met'])]
@@ -242,25 +273,32 @@ def _colour(met): return {True: 'tab:green', False: 'tab:red', None: 'tab:gray'}
 # %% ../nbs/09a_report.ipynb #b65c117d
 def plot_quality(report:dict, # a report as `clapp.bench.run_bench` makes it
                 ):
-    "Figure: PSNR per operator and SSIM / edge F1, with goal lines"
+    "Figure: PSNR per operator (zoo model and from scratch) and the edge F1s, with goal lines"
     fig, (a, b) = _fig()
-    names = list(report['quality'])
+    names, w = list(report['quality']), 0.4
+    goal = {g['key']: g for g in report.get('goals', [])}
     for i, n in enumerate(names):
-        q, g = report['quality'][n], _quality_goal(report, n)
-        a.bar(i, q['psnr'], color=_colour(g['met']) if g and g['key'].endswith('psnr') else 'tab:gray')
-        a.text(i, q['psnr'], f"{q['psnr']:.1f}", ha='center', va='bottom', fontsize=8)
-        if g and g['key'].endswith('psnr'): a.hlines(g['target'], i - .45, i + .45, colors='k', linestyles='--')
+        q = report['quality'][n]
+        for j, (label, s, key) in enumerate([('zoo', q.get('zoo'), f'quality.{n}.zoo.psnr'),
+                                              ('from scratch', q, f'quality.{n}.psnr')]):
+            if not s: continue
+            x, g = i + (j - 0.5) * w, goal.get(key)
+            a.bar(x, s['psnr'], w, color=_colour(g['met']) if g else 'tab:gray', alpha=1.0 if j == 0 else 0.55)
+            a.text(x, s['psnr'], f"{s['psnr']:.0f}", ha='center', va='bottom', fontsize=7)
+            if g: a.hlines(g['target'], x - w / 2, x + w / 2, colors='k', linestyles='--')
     a.set_xticks(range(len(names)), names, rotation=20, fontsize=8); a.set_ylabel('PSNR (dB)')
-    a.set_title('PSNR (dashed: goal)', fontsize=10)
-    bars = [(f'{n}\nSSIM', report['quality'][n]['ssim'], None) for n in names]
-    bars += [(f'{n}\nedge F1', q['f1'], _quality_goal(report, n))
-             for n, q in report['quality'].items() if q.get('f1') is not None]
+    a.set_title('PSNR: zoo (solid), from scratch (light); dashed: goal', fontsize=9)
+    bars = [(f"{n}{' zoo' if z else ''}\n{'F1' if k == 'f1' else 'F1 1 px'}", s[k],
+             goal.get(f"quality.{n}.{'zoo.' if z else ''}{k}"))
+            for n, q in report['quality'].items() for z, s in ((True, q.get('zoo')), (False, q))
+            if s for k in ('f1', 'f1_1px') if s.get(k) is not None]
     for i, (label, v, g) in enumerate(bars):
         b.bar(i, v, color=_colour(g['met']) if g else 'tab:blue')
-        b.text(i, v, f'{v:.3f}', ha='center', va='bottom', fontsize=7)
+        b.text(i, v, f'{v:.2f}', ha='center', va='bottom', fontsize=7)
         if g: b.hlines(g['target'], i - .45, i + .45, colors='k', linestyles='--')
     b.set_xticks(range(len(bars)), [l for l, *_ in bars], rotation=20, fontsize=7); b.set_ylim(0, 1.08)
-    b.set_title('SSIM and edge F1 (dashed: goal)', fontsize=10)
+    b.set_title('edge F1, exact and at 1 px (dashed: goal)', fontsize=9)
+    if not bars: b.axis('off')
     return fig
 
 # %% ../nbs/09a_report.ipynb #0fc4c4b5

@@ -18,34 +18,16 @@ from .data import PairBuffer, fixed_set
 from .model import build_model
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, resume_config
 from .fused import fusable, optimize_for_inference
+from .preflight import TrainError, get_device, check_run
 from .runs import TrainResult, new_run_dir, read_metrics, _fmt
 from .callbacks import CancelStep, NonFiniteLoss, default_callbacks
 from .losses import compute_losses, make_optimizer, make_scheduler
 
 # %% auto #0
-__all__ = ['TrainError', 'get_device', 'Trainer', 'train']
+__all__ = ['Trainer', 'train', 'TrainError', 'get_device']
 
 # %% ../nbs/04_train.ipynb #de926235
-class TrainError(RuntimeError):
-    "A run that cannot start or go on: unusable device, occupied run folder, checkpoint that cannot be resumed"
-
-def _mps_ok() -> bool:
-    mps = getattr(torch.backends, 'mps', None)
-    return bool(mps is not None and mps.is_available())
-
-def get_device(name:str='auto', # 'auto' or a torch device name: 'cpu', 'cuda', 'cuda:1', 'mps'
-              ) -> torch.device:
-    "The torch device for `train.device`: 'auto' picks cuda, then mps, then cpu"
-    if name == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda')
-        return torch.device('mps' if _mps_ok() else 'cpu')
-    dev = torch.device(name)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise TrainError(f"train.device={name!r} but this machine has no usable CUDA GPU; "
-                         "use train.device=auto or cpu")
-    if dev.type == 'mps' and not _mps_ok():
-        raise TrainError(f"train.device={name!r} but MPS is not available here; use train.device=auto or cpu")
-    return dev
+_all_ = ['TrainError', 'get_device']  # clapp.preflight's names, offered here too (where they began)
 
 # %% ../nbs/04_train.ipynb #3331d97a
 class Trainer:
@@ -60,6 +42,7 @@ class Trainer:
                 ):
         self.config, self.run_dir, self.t = config, Path(run_dir), config.train
         self.schedule, self.device = resolution_schedule(config), get_device(self.t.device)
+        check_run(config, self.device)   # sizes and shapes this machine cannot run are refused before anything is built
         self.start_time = time.time() if start_time is None else start_time
         self.deterministic, self.resume_state, self.resumed = deterministic, resume, resume is not None
         cbs = default_callbacks(config, progress) + list(callbacks)
@@ -76,6 +59,7 @@ class Trainer:
         self._stop_asked, self._stage_end, self._last_val_step = False, None, -1
         self._acc, self._acc_n, self._samples, self._row_t = dict.fromkeys(LOSS_TYPES, 0.0), 0, 0, time.perf_counter()
         self._buffer_res = self._resume_draws = None
+        self.valid_unreadable = {}   # pictures the fixed validation set skipped (`SkippedPictures` reports them)
 
     def __repr__(self):
         return (f'Trainer(run_dir={str(self.run_dir)!r}, step={self.step}, stage={self.stage_index}, '
@@ -205,7 +189,7 @@ def _data_buffer(self:Trainer, cfg, seed:int, stack:contextlib.ExitStack) -> Pai
 @patch
 def _fixed_valid(self:Trainer, vd) -> tuple:
     "The fixed validation set of `vd`, with a warning where the L1 loss cannot learn its targets"
-    x, y = fixed_set(vd, vd.fixed_size, seed=self.data_seed, device=self.device)
+    x, y = fixed_set(vd, vd.fixed_size, seed=self.data_seed, device=self.device, unreadable=self.valid_unreadable)
     if self.t.loss_type == 'l1' and bool(((y == 0) | (y == 1)).all()):
         warnings.warn(f"train.loss_type=l1 with a target filter whose outputs are only 0 and 1 ({vd.target_filter}): "
                       "the L1-best answer for sparse edges is 0 everywhere, so the network may learn to draw nothing; "
@@ -364,8 +348,8 @@ def _final_status(self:Trainer) -> tuple:
 # %% ../nbs/04_train.ipynb #4b0e1c2e
 @patch
 def _save_last(self:Trainer):
-    "Write last.pt from the live state (`NonFiniteGuard` writes the last finite state instead where it must)"
-    if self.model is not None: self.save('last.pt')
+    "Write last.pt from the live state, once a step trained (`NonFiniteGuard` writes the last good state where it must)"
+    if self.model is not None and self.step > 0: self.save('last.pt')
 
 @patch
 def _ended_by(self:Trainer, e:BaseException):
@@ -419,7 +403,7 @@ def result(self:Trainer) -> TrainResult:
 
 # %% ../nbs/04_train.ipynb #13795364
 def _holds_run(d:Path) -> bool:
-    return d.is_dir() and any((d/n).exists() for n in ('metrics.jsonl', 'last.pt', 'best.pt'))
+    return d.is_dir() and ((d/'last.pt').exists() or (d/'best.pt').exists() or any(r.get('step') for r in read_metrics(d)))
 
 def train(config=None, # a `Config`, preset name, YAML path or dict (None: default preset, or the resumed run's)
           out_dir=None, # the run folder (None: a fresh folder under `train.output_dir`)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_tune.ipynb #b97e4170
 from __future__ import annotations
-import copy, math, os
+import copy, math, os, sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +14,13 @@ from matplotlib.figure import Figure
 
 from .callbacks import Callback
 from .config import ConfigError, config_dict, load_config, to_yaml, yaml_value
-from .experiment import _ray_connect, threads_per_run
+from .experiment import threads_per_run
+from .ray_engine import _ray_connect
 from .plots import Table
 from .train import train
 
 # %% auto #0
-__all__ = ['SPACE_KINDS', 'read_space', 'Search', 'plot_trials', 'tune_search', 'clapp_tune']
+__all__ = ['SPACE_KINDS', 'read_space', 'Search', 'plot_trials', 'tune_search', 'TuneError', 'clapp_tune']
 
 # %% ../nbs/06a_tune.ipynb #981f18ca
 SPACE_KINDS = ('uniform', 'loguniform', 'int', 'choice')  # the distributions a search space may use
@@ -105,6 +106,13 @@ def _completed(study) -> int:
     import optuna  # optional dependency (the `ray` extra)
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
+def _fail_stale(study) -> list:
+    "Mark the trials that a killed search left running as failed; their numbers"
+    import optuna  # optional dependency (the `ray` extra)
+    stale = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    for n in stale: study.tell(n, state=optuna.trial.TrialState.FAIL)
+    return stale
+
 # %% ../nbs/06a_tune.ipynb #5e1018ad
 def plot_trials(trials:Table, # a search's trial table
                ) -> Figure:
@@ -146,12 +154,14 @@ def tune_search(space,               # search space: YAML file, YAML text or dic
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.schedulers import ASHAScheduler
     space, base = read_space(space), load_config(config, overrides)
-    for k, (kind, v) in space.items(): load_config(copy.deepcopy(config_dict(base)), _overrides({k: v[0]}))
+    for k, (kind, v) in space.items():  # every choice and both ends of a range: a bad value fails here, not in a trial
+        for x in v: load_config(copy.deepcopy(config_dict(base)), _overrides({k: x}))
     search_dir = Path(out or base.train.output_dir).absolute()/name
     search_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f'sqlite:///{search_dir/"study.db"}'
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, study_name=name, direction='minimize', load_if_exists=True)
+    _fail_stale(study)  # one search runs a study at a time: a trial still RUNNING was cut off
     todo = max(0, trials - _completed(study))
     if todo:
         started = _ray_connect(ray_address)
@@ -166,14 +176,22 @@ def tune_search(space,               # search space: YAML file, YAML text or dic
             fn = tune.with_parameters(mod._trial, base=config_dict(base), out=str(search_dir), threads=1)
             tuner = tune.Tuner(tune.with_resources(fn, {'cpu': 1}),
                                tune_config=tune.TuneConfig(search_alg=alg, scheduler=asha, num_samples=todo,
-                                                           metric='ema', mode='min', max_concurrent_trials=parallel),
+                                                           metric='ema', mode='min'),
                                run_config=tune.RunConfig(storage_path=str(search_dir/'ray'), name=name, verbose=0))
+            os.environ['TUNE_DISABLE_SIGINT_HANDLER'] = '1'  # Ctrl-C raises here, rather than Tune returning as if done
+            os.environ['RAY_AIR_NEW_OUTPUT'] = '0'  # Tune's newer console output prints a header even with verbose=0
             tuner.fit()
+        except KeyboardInterrupt:
+            ray.shutdown()  # disconnecting ends this search's trials, also on a cluster that stays up
+            raise
         finally:
             if started: ray.shutdown()
     return _finish(search_dir, base, name, storage)
 
 # %% ../nbs/06a_tune.ipynb #64405ae0
+class TuneError(RuntimeError):
+    "A search that cannot give a result (every trial failed); `clapp_tune` prints it as one line"
+
 def _finish(search_dir:Path, base, name:str, storage:str) -> Search:
     "Write the trial table, its plot and the best config of the study `name`; the `Search`"
     import optuna  # optional dependency (the `ray` extra)
@@ -181,7 +199,7 @@ def _finish(search_dir:Path, base, name:str, storage:str) -> Search:
     table = _study_table(study)
     table.to_csv(search_dir/'trials.csv'); (search_dir/'trials.md').write_text(table.to_markdown() + '\n')
     if not _completed(study):
-        raise RuntimeError(f'search {name}: no trial finished; see the trial folders in {search_dir}')
+        raise TuneError(f'search {name}: no trial finished; see the trial folders in {search_dir}')
     plot_trials(table).savefig(search_dir/'trials.png', dpi=80)
     b = study.best_trial
     best = _write_best(search_dir, base, b.params, b.value, name)
@@ -202,6 +220,9 @@ def clapp_tune(space:str, # the search space YAML file
     "Search hyperparameters with Optuna and ASHA on Ray; writes the best config as a preset"
     try: s = tune_search(space, config, overrides or [], trials, parallel, name or Path(space).stem, out, storage,
                          ray_address)
-    except ConfigError as e: raise SystemExit(f'error: {e}')
+    except (ConfigError, TuneError) as e: raise SystemExit(f'error: {e}')
+    except KeyboardInterrupt:
+        print('interrupted: the trials were stopped; the same command resumes the search', file=sys.stderr)
+        raise SystemExit(130)
     print(s.trials.to_markdown())
     print(f'best (EMA {s.best_ema:.5g}): {s.best_config}')

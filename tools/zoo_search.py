@@ -1,5 +1,5 @@
 """The recorded search behind the per-filter presets: model variants x seeds, each trained for a fixed step budget
-from its preset (one torch thread) and scored on the held-out whole photos (`clapp.zoo.photo_scores`).
+from its preset (one torch thread) and scored on the held-out whole photos (`clapp.scores.photo_scores`).
 
     python tools/zoo_search.py --filters random_41 sobel_3_local --steps 600 --seeds 0 1 --out nbs/zoo_search.jsonl
 
@@ -26,13 +26,20 @@ VARIANTS = {
     'clamp': ['model.output_norm=clamp'],
     'capacity 16': ['model.capacity=16'],
     'capacity 16+clamp': ['model.capacity=16', 'model.output_norm=clamp'],
+    # edge maps (0/1 targets): a sigmoid output and a loss made for sparse binary maps (clapp.losses)
+    'sigmoid': ['model.output_norm=sigmoid'],
+    'sigmoid+bce': ['model.output_norm=sigmoid', 'train.loss_type=bce'],
+    'sigmoid+dice': ['model.output_norm=sigmoid', 'train.loss_type=dice'],
+    'sigmoid+bce+levels 3': ['model.output_norm=sigmoid', 'train.loss_type=bce', 'model.levels=3'],
+    'sigmoid+bce+capacity 16': ['model.output_norm=sigmoid', 'train.loss_type=bce', 'model.capacity=16'],
 }
 
 def run(filt, variant, seed, steps, anneal=True):
     "Train `filt`'s preset with `variant` for `steps` steps (two stages; one cosine cycle if `anneal`); its record"
     from clapp.config import load_config
     from clapp.train import train
-    from clapp.zoo import ENTRIES, photo_scores, _mean_scores
+    from clapp.scores import mean_scores, photo_scores
+    from clapp.zoo import ENTRIES
     entry = {e.name: e for e in ENTRIES}[filt]
     st = steps // 2
     over = [*VARIANTS[variant], f'seed={seed}', 'train.threads=1', f'train.max_iterations={st}',
@@ -43,7 +50,7 @@ def run(filt, variant, seed, steps, anneal=True):
         t0 = time.time()
         res = train(cfg, out_dir=Path(d)/'run', progress=False)
         seconds = time.time() - t0
-    scores = _mean_scores(photo_scores(res.model.cpu().eval(), entry.filter, edges=entry.edges))
+    scores = mean_scores(photo_scores(res.model.cpu().eval(), entry.filter, edges=entry.edges))
     return dict(filter=filt, variant=variant, seed=seed, steps=res.steps, seconds=round(seconds, 1),
                 overrides=over, **{k: round(v, 4) for k, v in scores.items()})
 
@@ -57,12 +64,13 @@ def main():
     ap.add_argument('--no_anneal', action='store_true', help="keep the preset's lr_cycle instead of one cycle of --steps")
     a = ap.parse_args()
     out = Path(a.out)
-    done = {(r['filter'], r['variant'], r['seed'], r['steps']) for r in map(json.loads, out.read_text().splitlines())} \
-        if out.exists() else set()
+    key = lambda r: (r['filter'], r['variant'], r['seed'], r['steps'],  # annealed runs set train.lr_cycle
+                     any(o.startswith('train.lr_cycle=') for o in r['overrides']))
+    done = {key(r) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
     for f in a.filters:
         for v in a.variants:
             for s in a.seeds:
-                if (f, v, s, a.steps) in done: continue
+                if (f, v, s, a.steps, not a.no_anneal) in done: continue
                 rec = run(f, v, s, a.steps, not a.no_anneal)
                 with out.open('a') as fh: fh.write(json.dumps(rec) + '\n')
                 print(json.dumps(rec), flush=True)
