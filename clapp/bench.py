@@ -15,7 +15,7 @@ import psutil
 import torch
 
 from .config import Config, load_config, config_dict, config_from_dict, to_yaml
-from .imaging import write_image, run_child, ChildError
+from .imaging import image_grid, write_image, run_child, ChildError
 from .filters import get_filter, list_filters
 from .sources import load_sample_images
 from .data import benchmark_buffer
@@ -92,9 +92,7 @@ class _Clock(Callback):
 def _quality_grid(model:torch.nn.Module, name:str, n:int=2) -> np.ndarray:
     "`clapp.infer.compare_grid` rows (input | cv2 | model | difference) for the first `n` held-out photos"
     photos = list(load_sample_images('validation').values())[:n]
-    grids = [compare_grid(model, img, target_filter=name)['grid'] for img in photos]
-    w = max(g.shape[1] for g in grids)   # photos differ in width: pad each row to the widest
-    return np.concatenate([np.pad(g, ((0, 0), (0, w - g.shape[1]), (0, 0))) for g in grids], 0)
+    return image_grid([compare_grid(model, img, target_filter=name)['grid'] for img in photos])  # widths differ
 
 def _recipe(name:str) -> tuple:
     "The zoo recipe of operator `name` as (preset, overrides, edges), or the samples preset for one outside the zoo"
