@@ -4,8 +4,11 @@
 
 # %% ../nbs/03c_fused.ipynb #f47a1d3a
 from __future__ import annotations
-import math, threading
+import math, threading, warnings
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -15,13 +18,14 @@ from fastcore.basics import patch
 from .model import FilterNet, SquaredReLU
 
 # %% auto #0
-__all__ = ['fusable', 'FusedFilterNet', 'optimize_for_inference']
+__all__ = ['STREAM_TILE', 'fusable', 'FusedFilterNet', 'optimize_for_inference']
 
 # %% ../nbs/03c_fused.ipynb #6d16cdeb
 def fusable(model:nn.Module, # a CLAPP model
            ) -> bool:
-    "Whether `FusedFilterNet` can run `model` (plain arch, norm before conv, on the CPU)"
+    "Whether `FusedFilterNet` can run `model` (plain arch, blocks with norm before conv, on the CPU)"
     return (type(model) is FilterNet and model.config.flip_conv_norm and model.prep.weight.device.type == 'cpu'
+            and len(model.main) > 0
             and all(isinstance(b.norm, nn.GroupNorm) and b.norm.num_groups == 1 for b in model.main))
 
 # %% ../nbs/03c_fused.ipynb #a58e22ca
@@ -139,6 +143,23 @@ def _block_rows(self:FusedFilterNet, i, W, bias, alfa, beta, a, b, out, r0, r1, 
             _rows(b[..., p + r:p + r + rb, p:p + w], rb).copy_(y2)
     return s, s2
 
+# %% ../nbs/03c_fused.ipynb #cdbf0498
+@patch
+def _fold(self:FusedFilterNet, i:int, # the block
+          s:float, # sum of the block's input over the whole image
+          s2:float, # its sum of squares
+          n:int, # how many numbers those sums add up
+         ) -> dict:
+    "Block `i` with its norm folded in from whole-image sums: weight, bias, norm scale and shift, alfa, beta"
+    blk = self.model.main[i]
+    mean = s / n; rstd = 1 / (max(s2 / n - mean * mean, 0.) + blk.norm.eps) ** 0.5
+    sc = blk.norm.weight * rstd; sh = blk.norm.bias - mean * sc
+    cl = lambda t: t.contiguous(memory_format=torch.channels_last)
+    return dict(weight=cl(blk.conv.weight * sc.view(1, -1, 1, 1)),
+                bias=blk.conv.bias + (blk.conv.weight * sh.view(1, -1, 1, 1)).sum((1, 2, 3)),
+                scale=sc.view(1, -1, 1, 1), shift=sh.view(1, -1, 1, 1), conv=cl(blk.conv.weight),
+                alfa=blk.alfa.reshape(-1) if blk.rezero else None, beta=blk.beta.reshape(-1) if blk.reskip else None)
+
 # %% ../nbs/03c_fused.ipynb #5d435732
 @patch
 def _image(self:FusedFilterNet, x, pool, work, nw=1):
@@ -158,14 +179,11 @@ def _image(self:FusedFilterNet, x, pool, work, nw=1):
     s, s2 = run(self._prep_rows, x[0].permute(1, 2, 0).reshape(h * w, -1), a)
     out = torch.empty(1, m.post.out_channels, h, w, dtype=x.dtype).contiguous(memory_format=torch.channels_last)
     for i, blk in enumerate(m.main):
-        mean = s / n; rstd = 1 / (max(s2 / n - mean * mean, 0.) + blk.norm.eps) ** 0.5
-        sc = blk.norm.weight * rstd; sh = blk.norm.bias - mean * sc
-        _fill_border(a, p, mode, -sh / sc if mode == 'zeros' else None)
-        W = (blk.conv.weight * sc.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
-        bias = blk.conv.bias + (blk.conv.weight * sh.view(1, -1, 1, 1)).sum((1, 2, 3))
-        alfa = blk.alfa.reshape(-1).repeat(w) if blk.rezero else None
-        beta = blk.beta.reshape(-1).repeat(w) if blk.reskip else None
-        s, s2 = run(self._block_rows, i, W, bias, alfa, beta, a, b, out)
+        f = self._fold(i, s, s2, n)
+        _fill_border(a, p, mode, -f['shift'] / f['scale'] if mode == 'zeros' else None)
+        alfa = f['alfa'].repeat(w) if blk.rezero else None
+        beta = f['beta'].repeat(w) if blk.reskip else None
+        s, s2 = run(self._block_rows, i, f['weight'], f['bias'], alfa, beta, a, b, out)
         a, b = b, a
     return out
 
@@ -221,3 +239,191 @@ def optimize_for_inference(model:nn.Module, # a trained model (any arch)
                           ) -> nn.Module:
     "The fastest exact CPU inference module for `model`: a `FusedFilterNet` if it can, else `model` in eval mode"
     return FusedFilterNet(model, band, threads) if fusable(model) else model.eval()
+
+# %% ../nbs/03c_fused.ipynb #d5892761
+def _window(src:torch.Tensor, # the picture, uint8 H,W,3
+            core:tuple, # (y0, y1, x0, x1): the pixels a tile answers for
+            halo:int, # margin wanted around the core
+            wrap:bool=False, # circular padding: the window wraps around the picture
+           ) -> tuple:
+    "The uint8 h,w,3 window of `core` and its sides (top, bottom, left, right): (margin, on the picture's edge)"
+    (y0, y1, x0, x1), (H, W) = core, src.shape[:2]
+    if wrap:
+        rows, cols = torch.arange(y0 - halo, y1 + halo) % H, torch.arange(x0 - halo, x1 + halo) % W
+        return src[rows][:, cols], ((halo, False),) * 4
+    a0, a1, b0, b1 = max(0, y0 - halo), min(H, y1 + halo), max(0, x0 - halo), min(W, x1 + halo)
+    return src[a0:a1, b0:b1], ((y0 - a0, a0 == 0), (a1 - y1, a1 == H), (x0 - b0, b0 == 0), (b1 - x1, b1 == W))
+
+# %% ../nbs/03c_fused.ipynb #35d52f01
+def _trim(t:torch.Tensor, # N,C,h,w: a core and the margins `sides` says
+          sides:tuple, # (margin, on the edge) for top, bottom, left, right
+          keep:int, # margin to keep on the inner sides
+          edges:bool=False, # cut the edge sides to `keep` as well
+         ) -> tuple:
+    "`t` with at most `keep` rows or columns of margin on each inner side (each side when `edges`), and its sides"
+    cut = [max(0, m - keep) if edges or not e else 0 for m, e in sides]
+    h, w = t.shape[-2:]
+    return t[..., cut[0]:h - cut[1], cut[2]:w - cut[3]], tuple((m - c, e) for (m, e), c in zip(sides, cut))
+
+# %% ../nbs/03c_fused.ipynb #12d680fc
+def _conv_tile(x:torch.Tensor, # 1,C,h,w tile
+               sides:tuple, # its sides (see `_window`)
+               weight:torch.Tensor, # convolution weight with radius `r`
+               bias:torch.Tensor, # its bias (or None)
+               r:int, # the kernel's radius
+               mode:str, # the model's `padding_mode`
+              ) -> tuple:
+    "The valid convolution of `x` after padding its edge sides by `r` as `mode` pads; the result and its sides"
+    pads = [r if e else 0 for _, e in (sides[2], sides[3], sides[0], sides[1])]
+    if any(pads):
+        x = F.pad(x, pads, mode='constant' if mode == 'zeros' else mode).contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, weight, bias), tuple((m if e else m - r, e) for m, e in sides)
+
+# %% ../nbs/03c_fused.ipynb #2126e091
+@patch
+def _block_tile(self:FusedFilterNet, i:int, # the block
+                f:dict, # its fold (see `_fold`)
+                x:torch.Tensor, # 1,C,h,w channels_last tile of its input
+                sides:tuple, # the tile's sides
+               ) -> tuple:
+    "Block `i` on tile `x`: its output (channels_last) and sides"
+    blk, act, p, mode = self.model.main[i], self._acts[i], self.config.kernel_size // 2, self.config.padding_mode
+    if mode == 'zeros' and any(e for _, e in sides):
+        y, ys = _conv_tile(x * f['scale'] + f['shift'], sides, f['conv'], blk.conv.bias, p, mode)
+    else: y, ys = _conv_tile(x, sides, f['weight'], f['bias'], p, mode)
+    y = blk.act(y) if act is None else act(y)
+    (hy, wy), t, l = y.shape[-2:], sides[0][0] - ys[0][0], sides[2][0] - ys[2][0]
+    y2, zc = _rows(y, hy), _rows(x[..., t:t + hy, l:l + wy], hy)
+    if f['alfa'] is not None: y2.mul_(f['alfa'].repeat(wy))
+    if f['beta'] is not None: y2.addcmul_(zc, f['beta'].repeat(wy))
+    elif blk.rezero: y2.add_(zc)
+    return y, ys
+
+# %% ../nbs/03c_fused.ipynb #958c7df0
+@patch
+def _tile(self:FusedFilterNet, src:torch.Tensor, # the picture, uint8 H,W,3
+          core:tuple, # (y0, y1, x0, x1)
+          folds:list, # folds of the first len(folds) blocks
+          halo:int=0, # a wider input window (for the linear path)
+         ) -> tuple:
+    "The activation after blocks `folds` over `core` (1,C,h,w), and the uint8 input window with its sides"
+    m, p, k = self.model, self.config.kernel_size // 2, len(folds)
+    u, sides = _window(src, core, max(k * p, halo), self.config.padding_mode == 'circular')
+    z, zs = _trim(u.permute(2, 0, 1)[None], sides, k * p)
+    h, w = z.shape[-2:]
+    rows = z.permute(0, 2, 3, 1).reshape(h * w, -1).float()   # uint8 to float, once per pass
+    x = torch.addmm(m.prep.bias, rows, m.prep.weight.flatten(1).T / 255).view(1, h, w, -1).permute(0, 3, 1, 2)
+    for i, f in enumerate(folds): x, zs = self._block_tile(i, f, x, zs)
+    return _trim(x, zs, 0, edges=True)[0], (u, sides)
+
+# %% ../nbs/03c_fused.ipynb #4943b72d
+@patch
+def _tile_raw(self:FusedFilterNet, src:torch.Tensor, # the picture, uint8 H,W,3
+              core:tuple, # (y0, y1, x0, x1)
+              folds:list, # the folds of every block
+             ) -> torch.Tensor:
+    "The raw output (1,out,h,w, before `output_norm`) over `core`"
+    m, lin = self.model, self.model.linear
+    q = lin.kernel_size[0] // 2 if lin is not None else 0
+    x, (u, sides) = self._tile(src, core, folds, q)
+    h, w = x.shape[-2:]
+    y = torch.addmm(m.post.bias, x.permute(0, 2, 3, 1).reshape(h * w, -1), m.post.weight.flatten(1).T)
+    y = y.view(1, h, w, -1).permute(0, 3, 1, 2)
+    if lin is None: return y
+    xin, s = _trim(u.permute(2, 0, 1)[None], sides, q)
+    xin = xin.float().div_(255).contiguous(memory_format=torch.channels_last)
+    ly, s = _conv_tile(xin, s, lin.weight, None, q, self.config.padding_mode)
+    return y + _trim(ly, s, 0, edges=True)[0]
+
+# %% ../nbs/03c_fused.ipynb #742a5ffa
+def _moments(src:torch.Tensor, # uint8 h,w,3 rows of the picture
+             rows:int, # rows per band
+            ) -> tuple:
+    "Channel sums (3) and second moments (3x3) of uint8 pixels, exact in float64"
+    sx, S = torch.zeros(3, dtype=torch.float64), torch.zeros(3, 3, dtype=torch.float64)
+    for r in range(0, src.shape[0], rows):
+        u = src[r:r + rows].reshape(-1, 3).double()
+        sx += u.sum(0); S += u.T @ u
+    return sx, S
+
+# %% ../nbs/03c_fused.ipynb #cecf3a2c
+@patch
+def _prep_sums(self:FusedFilterNet, src:torch.Tensor, # the picture, uint8 H,W,3
+               pool:ThreadPoolExecutor, # workers that take a chunk of rows each
+               nw:int, # how many chunks
+              ) -> tuple:
+    "Sum and sum of squares over the picture of the input conv's output (the first norm's input)"
+    H, W = src.shape[:2]
+    edges = [round(H * j / nw) for j in range(nw + 1)]
+    parts = list(pool.map(lambda e: _moments(src[e[0]:e[1]], max(1, 65536 // W)), zip(edges, edges[1:])))
+    sx, S = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    wp, b, n = self.model.prep.weight.flatten(1).double() / 255, self.model.prep.bias.double(), H * W
+    s = (wp @ sx + n * b).sum()
+    s2 = (torch.einsum('ca,ab,cb->c', wp, S, wp) + 2 * b * (wp @ sx) + n * b * b).sum()
+    return float(s), float(s2)
+
+# %% ../nbs/03c_fused.ipynb #07d02e9a
+def _to_uint8(y:torch.Tensor) -> torch.Tensor:
+    "Float `y` as uint8 by the rule of `clapp.imaging.to_uint8`"
+    return y.clamp(0, 1).mul_(255).add_(0.5).floor_().nan_to_num_(0).to(torch.uint8)
+
+# %% ../nbs/03c_fused.ipynb #e90fc092
+def _each(pool:ThreadPoolExecutor, tiles:list, bar, fn):
+    "`fn(tile)` for every tile on the workers (inference mode), in order, advancing `bar`"
+    for r in pool.map(lambda c: torch.inference_mode()(fn)(c), tiles):
+        if bar is not None: bar.update()
+        yield r
+
+# %% ../nbs/03c_fused.ipynb #28f0a9b1
+@patch
+def _passes(self:FusedFilterNet, src:torch.Tensor, # the picture, uint8 H,W,3
+            each, # runs a function of a tile on every tile (see `_each`)
+            pool:ThreadPoolExecutor, # the workers
+            nw:int, # how many
+           ) -> tuple:
+    "The folds of all blocks (one pass of tiles per norm after the first) and, for `output_norm: max`, the raw peak"
+    m, n, folds = self.model, self.config.capacity * src.shape[0] * src.shape[1], []
+    def sums(c):
+        x = self._tile(src, c, folds)[0].contiguous(memory_format=torch.channels_last)
+        return _sums(_rows(x, x.shape[-2]))
+    for i in range(len(m.main)):
+        s, s2 = self._prep_sums(src, pool, nw) if i == 0 else map(math.fsum, zip(*each(sums)))
+        folds.append(self._fold(i, s, s2, n))
+    peak = None
+    if self.config.output_norm == 'max':
+        for p in each(lambda c: self._tile_raw(src, c, folds).amax((-2, -1), keepdim=True)):
+            peak = p if peak is None else torch.maximum(peak, p)
+    return folds, peak
+
+# %% ../nbs/03c_fused.ipynb #974e1da5
+STREAM_TILE = 256  # side of `stream`'s tiles: 264x264x8 float32 is 2.2 MB, a core's L2 cache
+
+@patch
+@torch.inference_mode()
+def stream(self:FusedFilterNet, img:np.ndarray, # uint8 RGB H,W,3 picture
+           raw:bool=False, # float32 output without clamping or rounding (else uint8 as `clapp.imaging.to_uint8`)
+           tile:int=STREAM_TILE, # side of the square tiles
+           bar=None, # progress: its `total` is set and `update()` called once per tile of every pass
+          ) -> np.ndarray: # H,W,out
+    "The model's output for a picture of any size, memory beyond input and output independent of it"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # a read-only array: the tensor is only read
+        src = torch.from_numpy(np.ascontiguousarray(img, dtype=np.uint8))
+    (H, W), m = src.shape[:2], self.model
+    tiles = [(y0, min(y0 + tile, H), x0, min(x0 + tile, W)) for y0 in range(0, H, tile) for x0 in range(0, W, tile)]
+    if bar is not None:
+        bar.total = len(tiles) * (max(len(m.main) - 1, 0) + (self.config.output_norm == 'max') + 1); bar.refresh()
+    out = torch.empty(H, W, m.post.out_channels, dtype=torch.float32 if raw else torch.uint8)
+    def write(c):
+        y = m.finish(self._tile_raw(src, c, folds), peak)[0].permute(1, 2, 0)
+        out[c[0]:c[1], c[2]:c[3]] = y if raw else _to_uint8(y)
+    nw, old = max(1, self.threads or torch.get_num_threads()), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(nw, initializer=torch.set_num_threads, initargs=(1,),
+                                thread_name_prefix='clapp-stream') as pool:
+            each = partial(_each, pool, tiles, bar)
+            folds, peak = self._passes(src, each, pool, nw)
+            for _ in each(write): pass
+    finally: torch.set_num_threads(old)
+    return out.numpy()

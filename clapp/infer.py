@@ -20,7 +20,7 @@ from .filters import as_rgb_uint8, get_filter, FilterError
 from .model import receptive_field
 from .checkpoint import CheckpointError, load_model, check_code
 from .sources import decode_image
-from .fused import optimize_for_inference
+from .fused import STREAM_TILE, FusedFilterNet, fusable, optimize_for_inference
 
 # %% auto #0
 __all__ = ['DEFAULT_MAX_PIXELS', 'InferError', 'load', 'model_filter', 'to_input', 'to_output', 'predict', 'tile_grid',
@@ -231,12 +231,20 @@ def _peak(model:nn.Module, tiles:list, window, bar) -> torch.Tensor:
     return peak
 
 # %% ../nbs/05_infer.ipynb #0ce2a535
+def _streamed(model:nn.Module, img:np.ndarray, tile:int, raw:bool, progress:bool) -> np.ndarray:
+    "`predict_tiled` of a model the fused engine runs: `FusedFilterNet.stream` in tiles of at most `STREAM_TILE`"
+    h, w = img.shape[:2]
+    side = min(tile, STREAM_TILE)
+    with tqdm(desc=f'{w}x{h} in {-(-h // side) * -(-w // side)} tiles', unit='tile', disable=not progress) as bar:
+        out = FusedFilterNet(model).stream(img, raw=raw, tile=side, bar=bar)
+    return out[..., 0] if out.shape[2] == 1 else out
+
 @torch.no_grad()
 def predict_tiled(model:nn.Module, # a CLAPP model (see `load`)
                   image, # uint8 RGB array, PIL image or picture file
-                  tile:int=1024, # side of a tile's core in pixels (at least 1)
+                  tile:int=1024, # side of a tile's core in pixels (at least 1; the fused path uses at most `STREAM_TILE`)
                   raw:bool=False, # float32 output without clamping or rounding
-                  halo:int=None, # margin around each tile (default: the receptive-field radius)
+                  halo:int=None, # eager tiles' margin (default: the receptive-field radius; the fused path needs none)
                   progress:bool=False, # show a bar counting the tiles of every pass
                  ) -> np.ndarray:
     "The model's output for a picture of any size, in tiles, equal to a whole-image pass (whole-image norm statistics)"
@@ -244,6 +252,7 @@ def predict_tiled(model:nn.Module, # a CLAPP model (see `load`)
     img = _picture(image)
     model, dev = model.eval(), _device(model)
     h, w = img.shape[:2]
+    if fusable(model) and min(h, w) > model.config.kernel_size // 2: return _streamed(model, img, tile, raw, progress)
     min_halo, align = _halo_align(model)
     tiles = tile_grid(h, w, tile, max(halo or 0, min_halo), align)
     norms, max_norm, c_out = _norms(model), model.config.output_norm == 'max', model.config.output_channels
@@ -397,7 +406,7 @@ def compare_grid(model:nn.Module, # a model (see `load`)
 
 # %% ../nbs/05_infer.ipynb #97c22fad
 _TILED_CHILD = """
-import json, resource, time, numpy as np, torch, cv2
+import json, os, resource, time, torch, cv2
 from clapp.config import load_config
 from clapp.model import build_model
 from clapp.infer import predict_tiled
@@ -406,9 +415,11 @@ torch.manual_seed(0)
 m = build_model(load_config({config!r}).model).eval()
 img = cv2.resize(load_sample_images('validation')['chelsea'], ({size}, {size}), interpolation=cv2.INTER_LINEAR)
 t = time.perf_counter(); out = predict_tiled(m, img, tile={tile}); dt = time.perf_counter() - t
-from clapp.bench import _own_peak_rss  # the child's own high-water mark: ru_maxrss keeps the parent's (09_bench)
-peak = round(_own_peak_rss() / 2 ** 20)
-print({marker!r} + json.dumps(dict(size={size}, tile={tile}, seconds=round(dt, 1), peak_rss_mb=peak,
+hwm = [l for l in open('/proc/self/status').read().splitlines() if l.startswith('VmHWM:')] if os.path.exists(
+    '/proc/self/status') else []   # the child's own high-water mark (ru_maxrss can carry the parent's)
+peak = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print({marker!r} + json.dumps(dict(size={size}, tile={tile}, seconds=round(dt, 2), mpix_per_s=round({size} ** 2 / 1e6 / dt, 2),
+                                   peak_rss_mb=round(peak / 2 ** 20), load_avg=round(os.getloadavg()[0], 2),
                                    out_shape=list(out.shape))))
 """
 
@@ -416,6 +427,6 @@ def tiled_memory(size:int=2048, # side of the square test picture
                  tile:int=1024, # tile core side
                  config='samples', # the model's config (a preset)
                 ) -> dict:
-    "Peak RSS (MB) and seconds of `predict_tiled` on a `size`x`size` picture, measured in a fresh process"
+    "Peak RSS (MB, VmHWM), seconds and Mpixel/s of `predict_tiled` on a `size`x`size` picture, in a fresh process"
     marker = '@@CLAPP_TILED@@'
     return run_child(_TILED_CHILD.format(config=config, size=size, tile=tile, marker=marker), marker=marker)
