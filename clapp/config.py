@@ -140,7 +140,7 @@ class Config:
     seed: int = opt(0, 'base random seed; run i of an experiment uses seed + i', min=0, max=2**32 - 1, new=True)
     train_data: DataConfig = field(default_factory=DataConfig, metadata=dict(help='training data'))
     valid_data: DataConfig = field(default_factory=lambda: DataConfig(split='validation', resize_base=256, crop_size=224,
-                                                                      buffer_delay=0.2),
+                                                                      buffer_delay=0.2, targets_on_device=True),
                                    metadata=dict(help='validation data (never doubled)'))
     model: ModelConfig = field(default_factory=ModelConfig, metadata=dict(help='the network'))
     train: TrainConfig = field(default_factory=TrainConfig, metadata=dict(help='training'))

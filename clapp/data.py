@@ -19,9 +19,9 @@ from .sources import (SAMPLE_SPLITS, SOURCE_KINDS, OFFLINE_SOURCES, SourceError,
                            synthetic_image, decode_image, ImageSource, open_source)
 
 # %% auto #0
-__all__ = ['random_crop', 'prepare', 'PairBuffer', 'fixed_set', 'benchmark_buffer', 'SAMPLE_SPLITS', 'SOURCE_KINDS',
-           'OFFLINE_SOURCES', 'SourceError', 'load_sample_images', 'synthetic_image', 'decode_image', 'ImageSource',
-           'open_source']
+__all__ = ['CHUNK_PIXELS', 'random_crop', 'prepare', 'PairBuffer', 'fixed_set', 'benchmark_buffer', 'SAMPLE_SPLITS',
+           'SOURCE_KINDS', 'OFFLINE_SOURCES', 'SourceError', 'load_sample_images', 'synthetic_image', 'decode_image',
+           'ImageSource', 'open_source']
 
 # %% ../nbs/02_data.ipynb #8ae98324
 _all_ = ['SAMPLE_SPLITS', 'SOURCE_KINDS', 'OFFLINE_SOURCES', 'SourceError', 'load_sample_images', 'synthetic_image',
@@ -97,12 +97,14 @@ class _ImagePicker:
         return out
 
 # %% ../nbs/02_data.ipynb #a2943a27
+CHUNK_PIXELS = 2**20  # most crop pixels a producer makes at once (64 crops of 128 px, 20 of 224 px)
+
 class PairBuffer:
     "A thread-safe uint8 ring of (crop, target) pairs, filled by producer threads, drawn from in random batches"
     def __init__(self, cfg:DataConfig, # the data section (train_data or valid_data)
                  seed:int=0, # seeds the source order, the crops and the batch draws
                  device='cpu', # where `batch` puts its tensors
-                 chunk:int=64, # pairs a producer makes per lock acquisition
+                 chunk:int=64, # most pairs a producer makes per lock acquisition (fewer where crops are large)
                  reuse:Optional[int]=None, # crops per picture of a stream or large source (None: 1, synthetic 8)
                  cache_images:int=256, # finite sources up to this many pictures are resized once and cached
                 ):
@@ -114,7 +116,7 @@ class PairBuffer:
                           'producers on the CPU (targets_on_device ignored)')
         self.capacity = int(cfg.max_buffer)  # most pairs held
         self.min_ready = min(int(cfg.min_buffer), self.capacity)  # pairs needed before the first batch
-        self.chunk, self.reuse, self.cache_images = max(1, min(chunk, self.capacity)), reuse, cache_images
+        self.max_chunk, self.reuse, self.cache_images = chunk, reuse, cache_images
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified on every write, resize and stop
         self._stop = threading.Event()
@@ -127,6 +129,7 @@ class PairBuffer:
         "New empty ring arrays (uint8, pages committed only as pairs arrive); caller holds the lock or is __init__"
         self.resize_base, self.crop_size = resize_base, crop_size
         n, c = self.capacity, crop_size
+        self.chunk = max(1, min(self.max_chunk, n, CHUNK_PIXELS // c**2))  # so the filter's float temporaries stay small
         self._x = np.empty((n, c, c, 3), np.uint8)
         self._y = None if self.targets_on_device else np.empty((n, c, c, self.filter.out_channels), np.uint8)
         self._count = self._head = self.produced = 0
@@ -209,12 +212,12 @@ def _produce(self:PairBuffer, src:ImageSource, k:int):
     delay = float(self.cfg.buffer_delay)
     while not self._stop.is_set():
         with self._lock:
-            gen, rb, cs = self._gen, self.resize_base, self.crop_size
+            gen, rb, cs, chunk = self._gen, self.resize_base, self.crop_size, self.chunk
             full = self._count >= self.capacity
             if full and delay > 0:  # the original's pace when full: sleep, then replace the oldest pair
                 self._changed.wait_for(lambda: self._stop.is_set() or self._gen != gen, timeout=delay)
                 if self._stop.is_set() or self._gen != gen: continue
-        xs, ys = _make_pairs(self, pick, rng, 1 if full else self.chunk, max(rb, cs), cs)
+        xs, ys = _make_pairs(self, pick, rng, 1 if full else chunk, max(rb, cs), cs)
         with self._lock:
             if self._gen != gen or len(xs) == 0: continue  # resolution changed meanwhile: drop the chunk
             m = len(xs)
@@ -310,18 +313,30 @@ def wait_ready(self:PairBuffer, timeout:float=120.0): # seconds before giving up
 
 # %% ../nbs/02_data.ipynb #8f39e0f6
 @patch
+def draw(self:PairBuffer, n:int, # pairs drawn at random, with replacement
+         timeout:float=120.0, # how long to wait for `min_buffer` pairs
+        ) -> tuple:
+    "`n` random pairs as uint8 NHWC copies `(x, y)` (y is None with `targets_on_device`): a quarter of float's bytes"
+    if self._error is not None: raise self._error
+    if self._count < self.min_ready: self.wait_ready(timeout)
+    with self._lock:
+        idx = self._draw_rng.integers(0, self._count, n)
+        return self._x[idx], None if self._y is None else self._y[idx]
+
+@patch
+def to_batch(self:PairBuffer, x:np.ndarray, # uint8 NHWC crops (from `draw`)
+             y:np.ndarray=None, # their uint8 targets (None: made here by the filter's batched version)
+            ) -> tuple:
+    "Drawn pairs as float NCHW tensors in [0, 1] on the buffer's device"
+    xb = to_float(x, self.device)
+    return xb, (self.filter.batched(xb) if y is None else to_float(y, self.device))
+
+@patch
 def batch(self:PairBuffer, batch_size:int, # pairs drawn at random, with replacement
           timeout:float=120.0, # how long to wait for `min_buffer` pairs
          ) -> tuple:
     "A random batch `(x, y)`: float NCHW in [0, 1] on the device; y has the filter's channels"
-    if self._error is not None: raise self._error
-    if self._count < self.min_ready: self.wait_ready(timeout)
-    with self._lock:
-        idx = self._draw_rng.integers(0, self._count, batch_size)
-        x = self._x[idx]
-        y = None if self._y is None else self._y[idx]
-    xb = to_float(x, self.device)
-    return xb, (self.filter.batched(xb) if y is None else to_float(y, self.device))
+    return self.to_batch(*self.draw(batch_size, timeout))
 
 # %% ../nbs/02_data.ipynb #05a55ee2
 @patch

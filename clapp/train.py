@@ -32,6 +32,8 @@ _all_ = ['TrainError', 'get_device']  # clapp.preflight's names, offered here to
 # %% ../nbs/04_train.ipynb #3331d97a
 class Trainer:
     "Fit the model of `config` to its target filter, stage by stage, announcing events to `callbacks`"
+    train_pixels = 2**16  # most crop pixels in one forward and backward pass of a step (a larger batch is split)
+    score_pixels = 2**19  # most crop pixels scored at once in a validation (10 crops of 224 px)
     def __init__(self, config:Config, # the resolved config (see `clapp.config.load_config`)
                  run_dir, # folder that receives config.yaml, metrics.jsonl, images/, last.pt and best.pt
                  callbacks=(), # extra callbacks (any objects with event methods, see `clapp.callbacks`)
@@ -238,39 +240,57 @@ def _forward(self:Trainer, model:nn.Module, xb:torch.Tensor) -> torch.Tensor:
     return self.pred
 
 @patch
-def _backward(self:Trainer):
-    "Backpropagate `loss_grad` and step the optimizer, unless an `after_backward` callback stepped it"
-    self.opt.zero_grad(set_to_none=True)
-    self.event('before_backward')     # mixed precision scales `loss_grad`
-    self.loss_grad.backward()
-    try: self.event('after_backward'); self.opt.step()
-    except CancelStep: pass
-
-@patch
-def _train_step(self:Trainer):
-    "One step: a batch, the forward pass, the losses, the backward pass, the optimizer and the schedule"
-    xb, self.yb = self.buffer.batch(self.stage.batch_size)
-    ls = compute_losses(self._forward(self.fmodel, xb), self.yb)
+def _slice_backward(self:Trainer, xb:torch.Tensor, yb:torch.Tensor, # a slice of the step's batch
+                    weight:float, # its share of the batch
+                   ) -> dict:
+    "Losses of one slice (checked in `after_loss`), and its share of the training loss's gradient accumulated"
+    self.yb = yb
+    ls = compute_losses(self._forward(self.fmodel, xb), yb)
     self.losses = dict(zip(LOSS_TYPES, torch.stack([ls[k].detach() for k in LOSS_TYPES]).tolist()))
     self.loss, self.loss_grad = self.losses[self.t.loss_type], ls[self.t.loss_type]
     self.event('after_loss')
-    self._backward()
+    if weight != 1: self.loss_grad = self.loss_grad * weight
+    self.event('before_backward')     # mixed precision scales `loss_grad`
+    self.loss_grad.backward()
+    return self.losses
+
+@patch
+def _optimizer_step(self:Trainer):
+    "Step the optimizer, unless an `after_backward` callback stepped it"
+    try: self.event('after_backward'); self.opt.step()
+    except CancelStep: pass
+
+# %% ../nbs/04_train.ipynb #7f7e03de
+@patch
+def _train_step(self:Trainer):
+    "One step: a batch, forward passes, losses and gradients (a slice at a time), the optimizer and the schedule"
+    x, y = self.buffer.draw(self.stage.batch_size)   # uint8 until each slice is used
+    n = len(x); size = max(1, min(n, self.train_pixels // self.stage.crop_size ** 2))
+    self.opt.zero_grad(set_to_none=True)
+    tot = dict.fromkeys(LOSS_TYPES, 0.0)
+    for i in range(0, n, size):
+        xs, ys = x[i:i + size], None if y is None else y[i:i + size]
+        for k, v in self._slice_backward(*self.buffer.to_batch(xs, ys), len(xs) / n).items(): tot[k] += v * len(xs) / n
+    if n > size: self.losses, self.loss = tot, tot[self.t.loss_type]   # the batch's means (one slice: its own)
+    self._optimizer_step()
     self.sched.step(); self.step += 1; self.stage_step += 1; self.lr = self.opt.param_groups[0]['lr']
     for k, v in self.losses.items(): self._acc[k] += v
-    self._acc_n += 1; self._samples += len(xb)
+    self._acc_n += 1; self._samples += n
 
 # %% ../nbs/04_train.ipynb #4b0e1c26
 @patch
 def _score(self:Trainer) -> tuple:
-    "The mean validation losses and the first crops with their targets and outputs"
+    "The mean validation losses and copies of the first crops with their targets and outputs"
     bs = self.t.valid_batch_size or self.t.batch_size
-    x, y = self.valid_fixed if self.valid_fixed is not None else self.valid_buffer.batch(bs)
+    if self.valid_fixed is not None: (x, y), convert = self.valid_fixed, lambda a, b: (a, b)
+    else: (x, y), convert = self.valid_buffer.draw(bs), self.valid_buffer.to_batch   # uint8 until scored
+    step = max(1, min(bs, self.score_pixels // int(self.config.valid_data.crop_size) ** 2))
     tot, sample = torch.zeros(len(LOSS_TYPES), dtype=torch.float64), None
-    for i in range(0, len(x), bs):
-        yb = y[i:i + bs]
-        ls = compute_losses(self._forward(self.vmodel, x[i:i + bs]), yb)
+    for i in range(0, len(x), step):
+        xb, yb = convert(x[i:i + step], None if y is None else y[i:i + step])
+        ls = compute_losses(self._forward(self.vmodel, xb), yb)
         tot += torch.stack([ls[k] for k in LOSS_TYPES]).double().cpu() * len(yb)
-        if sample is None: sample = (self.xb[:3], yb[:3], self.pred[:3])
+        if sample is None: sample = (self.xb[:3].clone(), yb[:3].clone(), self.pred[:3].clone())  # not views of it
     return dict(zip(LOSS_TYPES, (tot / len(x)).tolist())), sample
 
 @patch

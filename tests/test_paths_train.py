@@ -8,7 +8,7 @@ import torch
 from clapp.callbacks import ProgressBar
 from clapp.config import ModelConfig
 from clapp.model import build_model, count_flops
-from clapp.train import train
+from clapp.train import Trainer, train
 
 # a run of well under a second: small buffers, tiny batches, a fixed validation set of four 64-pixel crops
 TINY = ['train.device=cpu', 'train.threads=1', 'train.batch_size=4', 'train.valid_batch_size=4',
@@ -127,6 +127,33 @@ def test_validation_from_live_buffer(tmp_path):
     left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
     for t in left: t.join(10)
     assert [t.name for t in left if t.is_alive()] == []
+
+
+class ForwardSizes:
+    "The crops in every forward pass"
+    def __init__(self): self.sizes = []
+    def before_forward(self, t): self.sizes.append(len(t.xb))
+
+
+def test_slices_with_targets_on_device(tmp_path, monkeypatch):
+    "Steps and validations in one-crop slices, on buffers that keep inputs only (targets made per slice): same run"
+    ov = TWO_STAGES + ['train_data.targets_on_device=true', 'valid_data.targets_on_device=true',
+                       'valid_data.fixed_size=0', 'train.valid_batch_size=3']
+    runs = {}
+    for name, pixels in (('whole', 10**9), ('sliced', 1)):
+        monkeypatch.setattr(Trainer, 'train_pixels', pixels)
+        monkeypatch.setattr(Trainer, 'score_pixels', pixels)
+        seen = ForwardSizes()
+        res = train('samples', out_dir=tmp_path/name, overrides=ov, progress=False, deterministic=True, callbacks=[seen])
+        runs[name] = (res, seen.sizes)
+    (whole, whole_sizes), (sliced, sliced_sizes) = runs['whole'], runs['sliced']
+    assert set(whole_sizes) == {4, 2, 3} and set(sliced_sizes) == {1}   # batches of 4 then 2, draws of 3: one crop a pass
+    assert len(sliced_sizes) == sum(whole_sizes)
+    assert whole.steps == sliced.steps == 8 and len(whole.metrics) == len(sliced.metrics)
+    for a, b in zip(same(whole.metrics), same(sliced.metrics)):
+        assert a.keys() == b.keys()
+        for k, v in a.items():
+            assert b[k] == (pytest.approx(v, rel=1e-3, abs=1e-6) if isinstance(v, float) else v), k
 
 
 def test_progress_output_of_a_real_run(tmp_path):
