@@ -25,8 +25,9 @@ def user_errors() -> tuple:
     from clapp.checkpoint import CheckpointError  # lazy
     from clapp.train import TrainError  # lazy
     from clapp.infer import InferError  # lazy
+    from clapp.experiment import ExperimentError  # lazy
     return (ConfigError, SourceError, FilterError, ImageError, CheckpointError, TrainError, InferError,
-            FileNotFoundError)
+            ExperimentError, FileNotFoundError)
 
 # %% ../nbs/08_cli.ipynb #6a5e5a8d
 def _fail(prog:str, msg:str, code:int=2) -> int:

@@ -365,7 +365,7 @@ def run_experiment_cli(config:str='samples', # preset name or YAML file
                        parallel:int=None,    # runs at a time (default: the config's num_parallel_runs; 2 for figures)
                        num_runs:int=None,    # runs per variant (default: the config's num_runs; 3 for figures)
                       ):
-    "What `clapp_exp` does: run an experiment and print its summary, or remake the demo figures"
+    "What `clapp_exp` does: run an experiment and print its summary (an `ExperimentError` if no run finished)"
     try:
         if figures:
             paths = make_demo_figures(config, list(overrides or ()), out=out,
@@ -382,6 +382,9 @@ def run_experiment_cli(config:str='samples', # preset name or YAML file
     print(summary_table(exp).to_markdown())
     if len(exp.meta['variants']) > 1: print(variant_table(exp).to_markdown())
     print(f'experiment folder: {exp.dir}')
+    if not any(r.status in FINISHED for r in exp.runs):
+        bad = next((r for r in exp.runs if r.error), exp.runs[0])
+        raise ExperimentError(f'no run finished ({_counts(exp.runs)}); {bad.name}: {bad.error or bad.status}')
     return exp
 
 # %% ../nbs/06_experiment.ipynb #9c904a09

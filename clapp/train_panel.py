@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_train_panel.ipynb #d59c2fed
 from __future__ import annotations
-import threading, time
+import html, threading, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,15 +53,17 @@ def _num(v):
     except (TypeError, ValueError): return None
 
 def _snapshot(t:Trainer) -> dict:
-    "The numbers the panel shows, read from a trainer"
-    buf = t.buffer
+    "The numbers the panel shows, read from a trainer (the skipped pictures from its latest metrics row)"
+    buf, row = t.buffer, t.metrics or {}
     return dict(step=int(t.step), stage=None if t.stage is None else t.stage.index, lr=_num(t.lr),
                 loss=_num(t.loss), valid_loss=_num(t.valid_loss),
-                fill=None if buf is None else buf.fill, capacity=None if buf is None else buf.capacity)
+                fill=None if buf is None else buf.fill, capacity=None if buf is None else buf.capacity,
+                skipped=row.get('skipped_pictures', 0), skipped_first=list(row.get('skipped_first', [])))
 
 # %% ../nbs/07b_train_panel.ipynb #56dfb13c
 class _PanelCallback(Callback):
     "Reports the trainer's events to a `TrainPanel`"
+    order = 50   # after SkippedPictures (5) and MetricsLogger (10): the row is complete
     def __init__(self, panel): self.panel = panel
     def before_fit(self, trainer): self.panel._event('before_fit', trainer)
     def before_stage(self, trainer): self.panel._event('before_stage', trainer)
@@ -82,16 +84,16 @@ class TrainPanel(W.VBox):
         self.start_button = W.Button(description='Start', icon='play', button_style='success')
         self.stop_button = W.Button(description='Stop', icon='stop', button_style='danger', disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description='step', layout=W.Layout(width='420px'))
-        self.info, self.message = W.HTML(), W.HTML()
+        self.info, self.skipped, self.message = W.HTML(), W.HTML(), W.HTML()
         self.plot = W.Image(value=loss_png(self.history), format='png', layout=W.Layout(width='440px'))
         self.grid = W.Image(format='png', layout=W.Layout(max_width='520px', min_width='200px'))
         for w, c in [(self.start_button, 'start'), (self.stop_button, 'stop'), (self.progress, 'progress'),
-                     (self.info, 'info'), (self.message, 'message'), (self.plot, 'plot'), (self.grid, 'grid')]:
+                     (self.info, 'info'), (self.skipped, 'skipped'), (self.message, 'message'), (self.plot, 'plot'), (self.grid, 'grid')]:
             w.add_class('clapp-train-' + c)
         self.start_button.on_click(lambda b: self.start())
         self.stop_button.on_click(lambda b: self.stop())
         self.info.value = 'Press Start to train.'
-        super().__init__([W.HBox([self.start_button, self.stop_button, self.progress]), self.info, self.message,
+        super().__init__([W.HBox([self.start_button, self.stop_button, self.progress]), self.info, self.skipped, self.message,
                           W.HBox([self.plot, self.grid], layout=W.Layout(align_items='flex-start'))])
         self.add_class('clapp-train')
 
@@ -136,7 +138,7 @@ def start(self:TrainPanel) -> bool:
     self.progress.max, self.progress.value, self.progress.bar_style = self._total, 0, 'info'
     self.grid.value, self._grid_file, self._drawn, self._t0 = b'', None, 0.0, time.monotonic()
     self.plot.value = loss_png(self.history)
-    self.info.value = 'waiting for the first pairs in the buffer...'
+    self.info.value, self.skipped.value = 'waiting for the first pairs in the buffer...', ''
     self._stop_asked = False
     self._say('Training started.')
     self.stop_button.disabled = False
@@ -185,6 +187,7 @@ def _event(self:TrainPanel, name, trainer):
             self.history['valid'].append((s['step'], s['valid_loss']))
     self._last = s
     if name in ('after_step', 'before_stage'): self._show_progress(s)
+    if name == 'after_validate': self._show_skipped(s)
     if name != 'after_fit' and time.monotonic() - self._drawn >= self.refresh: self._draw()
 
 # %% ../nbs/07b_train_panel.ipynb #83f6d20e
@@ -215,12 +218,23 @@ def _draw(self:TrainPanel):
             self._grid_file = grids[-1]
             self.grid.value = grids[-1].read_bytes()
 
+# %% ../nbs/07b_train_panel.ipynb #51052cb5
+@patch
+def _show_skipped(self:TrainPanel, s):
+    "The unreadable pictures skipped so far (`skipped_pictures`, `skipped_first` of the metrics row); empty if none"
+    if not s.get('skipped'): self.skipped.value = ''; return
+    names = [x.split(': ', 1)[0] for x in s['skipped_first']]
+    more = f" and {s['skipped'] - len(names)} more" if s['skipped'] > len(names) else ''
+    why = ''.join(f'<li><code>{html.escape(x)}</code></li>' for x in s['skipped_first'])
+    self.skipped.value = (status_html(f"skipped {s['skipped']} unreadable picture(s): "
+                                      f"{html.escape(', '.join(names))}{more}", False) + f'<ul>{why}</ul>')
+
 # %% ../nbs/07b_train_panel.ipynb #1bbb550d
 @patch
 def _finish(self:TrainPanel):
     "Final redraw and message; call the `on_done` listeners with the result"
     self._draw()
-    if getattr(self, '_last', None): self._show_progress(self._last)
+    if getattr(self, '_last', None): self._show_progress(self._last); self._show_skipped(self._last)
     self.stop_button.disabled = True
     r = self.result
     if r is None:

@@ -1,6 +1,7 @@
 """The console scripts run for real, in fresh processes: `clapp_train --deterministic / --compare_image / --resume`,
 its exit codes (1 on divergence, 130 on Ctrl-C), its progress output, a tiny `clapp_exp` (with the confidence band
-and best run of its experiment), and `clapp_bench` with one section."""
+and best run of its experiment; status 2 and one error line when no run finishes or `num_runs` is 0), and
+`clapp_bench` with one section."""
 import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -214,6 +215,28 @@ def test_experiment_best_run_and_band(experiment):
         ys = valid[np.isclose(valid[:, 0], s), 1]
         assert np.isclose(ys.min(), l) and np.isclose(ys.max(), h_), (s, ys, l, h_)
 
+
+
+def test_clapp_exp_fails_when_every_run_fails(tmp_path):
+    "No run finishes (each reads a folder that does not exist): the summary, then one error line and exit status 2"
+    r = cli(tmp_path, 'clapp_exp', '--config', 'samples', *SIX, f"train_data.name={tmp_path/'missing'}",
+            'experiment_name=doomed', '--num_runs', '2', '--parallel', '1', '--out', 'exps')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    last = r.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("clapp_exp: error: no run finished (2 failed); run_000: SourceError: no such folder: "
+                           f"'{tmp_path/'missing'}'"), last
+    assert '| run_000 |' in r.stdout and '| run_001 |' in r.stdout and 'experiment folder: exps/doomed' in r.stdout
+    meta = json.loads((tmp_path/'exps'/'doomed'/'experiment.json').read_text())
+    assert [x['status'] for x in meta['runs']] == ['failed', 'failed']
+
+
+@pytest.mark.parametrize('how', [['--num_runs', '0'], ['num_runs=0']])
+def test_clapp_exp_refuses_zero_runs(tmp_path, how):
+    "`--num_runs 0` (or the config key) is refused with one line and status 2, before any folder is made"
+    r = cli(tmp_path, 'clapp_exp', '--config', 'samples', *how, '--out', 'exps')
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr[-3000:]
+    assert r.stderr.startswith('clapp_exp: error: ') and 'num_runs' in r.stderr and r.stdout == ''
+    assert not (tmp_path/'exps').exists()
 
 # ---- clapp_bench ---------------------------------------------------------------------------------------------------
 def test_clapp_bench_one_section(tmp_path):
