@@ -12,7 +12,7 @@ import argparse, json, tempfile, time
 from pathlib import Path
 
 # every variant is a list of overrides on top of the filter's preset; 'preset' is the preset itself
-VARIANTS = {
+VARIANTS = {  # recorded rows name their variant; sobel_canny_5's older rows name the preset they started from
     'original': ['model.norm=group', 'model.linear_path=0', 'model.output_norm=none'],
     'preset': [],
     'linear': ['model.norm=group', 'model.linear_path=5', 'model.output_norm=none'],
@@ -32,6 +32,12 @@ VARIANTS = {
     'sigmoid+dice': ['model.output_norm=sigmoid', 'train.loss_type=dice'],
     'sigmoid+bce+levels 3': ['model.output_norm=sigmoid', 'train.loss_type=bce', 'model.levels=3'],
     'sigmoid+bce+capacity 16': ['model.output_norm=sigmoid', 'train.loss_type=bce', 'model.capacity=16'],
+    # sobel_canny_5, on top of the preset before 2026-12-05 (unet 8x4 trained on crops of 48 from pictures resized
+    # to 64): crops nearer the held-out photos' own scale, and a plain full-resolution network (the preset since)
+    'sigmoid+resize 256': ['model.output_norm=sigmoid', 'train_data.resize_base=256', 'train_data.crop_size=64'],
+    'sigmoid+resize 256+plain 16x6': ['model.output_norm=sigmoid', 'train_data.resize_base=256',
+                                      'train_data.crop_size=64', 'model.arch=plain', 'model.capacity=16',
+                                      'model.num_layers=6'],
 }
 
 def run(filt, variant, seed, steps, anneal=True):
