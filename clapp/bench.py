@@ -115,11 +115,9 @@ def bench_quality(name:str, # the filter to learn
     if edges is None: edges = bool(np.isin(np.unique(get_filter(name)(sample_picture(64))), (0, 255)).all())
     clock = _Clock(plan.quality_seconds)
     with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
-        res = train(cfg, out_dir=d, callbacks=[clock], progress=False)
+        t0 = time.perf_counter(); res = train(cfg, out_dir=d, callbacks=[clock], progress=False)
         seconds = time.perf_counter() - t0
-    model = res.model.cpu().eval()
-    rows = photo_scores(model, name, edges=edges)
+    model = res.model.cpu().eval(); rows = photo_scores(model, name, edges=edges)
     row = dict(mean_scores(rows), steps=clock.steps, seconds=round(seconds, 2), cut_by_time=clock.cut,
                params=count_params(model), photos=len(rows), preset=preset, overrides=over,
                load_avg=[round(x, 2) for x in os.getloadavg()],
@@ -183,8 +181,7 @@ def time_to_stop(config='samples', # a `Config`, preset name, YAML path or dict
 # %% ../nbs/09_bench.ipynb #2c20047b
 def _median_run(runs:list) -> dict:
     "The run of median time among `runs` (`time_to_stop` results), a run that missed the rule counting as slowest"
-    key = lambda r: (not r['reached'], r['seconds'] if r['reached'] else r['elapsed_s'])
-    return sorted(runs, key=key)[(len(runs) - 1) // 2]
+    return sorted(runs, key=lambda r: (not r['reached'], r['seconds'] or r['elapsed_s']))[(len(runs) - 1) // 2]
 
 def bench_stop(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
               ) -> dict:
@@ -202,8 +199,7 @@ def bench_train(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full'
                         _budget_overrides(plan.train_steps + warmup, 1))
     clock = _Clock()
     with tempfile.TemporaryDirectory() as d: train(cfg, out_dir=d, callbacks=[clock], progress=False)
-    n = clock.steps - warmup
-    wall = clock.times[-1] - clock.times[warmup - 1]
+    n, wall = clock.steps - warmup, clock.times[-1] - clock.times[warmup - 1]
     sps, only = n / wall if n > 0 else None, n / sum(clock.step_times[warmup:]) if n > 0 else None
     b, c = cfg.train.batch_size, cfg.train_data.crop_size
     return dict(steps=n, batch_size=b, crop_size=c, steps_per_s=sps, samples_per_s=sps * b if sps else None,
@@ -224,8 +220,7 @@ def bench_buffer(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full
 # %% ../nbs/09_bench.ipynb #54df6a2e
 def _best_time(fn, repeats:int=3, sync=None) -> float:
     "Best wall time in seconds of `repeats` calls of `fn` (after a warm-up call); `sync` runs around each call"
-    fn()
-    times = []
+    fn(); times = []
     for _ in range(max(1, repeats)):
         if sync: sync()
         t = time.perf_counter(); fn()

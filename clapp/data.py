@@ -313,9 +313,7 @@ def wait_ready(self:PairBuffer, timeout:float=120.0): # seconds before giving up
 
 # %% ../nbs/02_data.ipynb #8f39e0f6
 @patch
-def draw(self:PairBuffer, n:int, # pairs drawn at random, with replacement
-         timeout:float=120.0, # how long to wait for `min_buffer` pairs
-        ) -> tuple:
+def draw(self:PairBuffer, n:int, timeout:float=120.0) -> tuple: # `n` pairs at random (with replacement), waiting at most `timeout` s for `min_buffer`
     "`n` random pairs as uint8 NHWC copies `(x, y)` (y is None with `targets_on_device`): a quarter of float's bytes"
     if self._error is not None: raise self._error
     if self._count < self.min_ready: self.wait_ready(timeout)
@@ -332,9 +330,7 @@ def to_batch(self:PairBuffer, x:np.ndarray, # uint8 NHWC crops (from `draw`)
     return xb, (self.filter.batched(xb) if y is None else to_float(y, self.device))
 
 @patch
-def batch(self:PairBuffer, batch_size:int, # pairs drawn at random, with replacement
-          timeout:float=120.0, # how long to wait for `min_buffer` pairs
-         ) -> tuple:
+def batch(self:PairBuffer, batch_size:int, timeout:float=120.0) -> tuple: # as `draw`, then `to_batch`
     "A random batch `(x, y)`: float NCHW in [0, 1] on the device; y has the filter's channels"
     return self.to_batch(*self.draw(batch_size, timeout))
 

@@ -254,12 +254,6 @@ def _slice_backward(self:Trainer, xb:torch.Tensor, yb:torch.Tensor, # a slice of
     self.loss_grad.backward()
     return self.losses
 
-@patch
-def _optimizer_step(self:Trainer):
-    "Step the optimizer, unless an `after_backward` callback stepped it"
-    try: self.event('after_backward'); self.opt.step()
-    except CancelStep: pass
-
 # %% ../nbs/04_train.ipynb #7f7e03de
 @patch
 def _train_step(self:Trainer):
@@ -272,7 +266,8 @@ def _train_step(self:Trainer):
         xs, ys = x[i:i + size], None if y is None else y[i:i + size]
         for k, v in self._slice_backward(*self.buffer.to_batch(xs, ys), len(xs) / n).items(): tot[k] += v * len(xs) / n
     if n > size: self.losses, self.loss = tot, tot[self.t.loss_type]   # the batch's means (one slice: its own)
-    self._optimizer_step()
+    try: self.event('after_backward'); self.opt.step()   # unless an `after_backward` callback stepped it
+    except CancelStep: pass
     self.sched.step(); self.step += 1; self.stage_step += 1; self.lr = self.opt.param_groups[0]['lr']
     for k, v in self.losses.items(): self._acc[k] += v
     self._acc_n += 1; self._samples += n
