@@ -118,7 +118,7 @@ def load_model(path, # a checkpoint file
     "Rebuild the model of a checkpoint from that file alone, in eval mode, with `.run_config` and `.trust_code` set"
     state = load_checkpoint(path, map_location=device)
     cfg = config_from_dict(state['config'])
-    model = build_model(cfg.model)
+    model = build_model(cfg)
     load_weights(model, state, path)
     model.run_config, model.checkpoint = cfg, {k: v for k, v in state.items() if k not in ('weights', 'extra')}
     model.trust_code = bool(trust_code)

@@ -38,7 +38,7 @@ LOSS_TYPES = ('l1', 'l2', 'lc', 'all', 'bce', 'dice')
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
 ARCHS = ('plain', 'unet')
-OUTPUT_NORMS = ('none', 'max', 'clamp', 'sigmoid')
+OUTPUT_NORMS = ('none', 'max', 'clamp', 'sigmoid', 'auto')
 BLOCK_NORMS = ('group', 'none')
 LOGGERS = ('wandb', 'tensorboard')
 
@@ -85,8 +85,8 @@ class ModelConfig:
                     choices=ARCHS, new=True)
     levels: int = opt(2, "down/up levels of the 'unet' arch", min=1, new=True)
     output_norm: str = opt('none', "'none' (the original output), 'max' (softplus, then divided by its own image "
-                           "maximum: for max-scaled targets), 'clamp' (to [0, 1]: for clamped targets) or 'sigmoid' (for 0/1 "
-                           "edge maps)",
+                           "maximum: for max-scaled targets), 'clamp' (to [0, 1]: for clamped targets), 'sigmoid' (for 0/1 "
+                           "edge maps) or 'auto' (the one the target filter suggests: max, sigmoid or none)",
                            choices=OUTPUT_NORMS, new=True)
     norm: str = opt('group', "every block's norm: 'group' (GroupNorm over the whole image, the original) or 'none' "
                     "(the blocks keep the input's scale: for filters whose output scales with it)", choices=BLOCK_NORMS,

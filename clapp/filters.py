@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, register_filter_check
+from .config import OUTPUT_NORMS, ConfigError, register_filter_check
 from .filters_core import (  # the public names, and the building blocks of the families below
     FilterError, Filter, as_rgb_uint8, to_grey, to_batch, from_batch, conv_filter, random_kernel, _make,
     _filter2d, _sep_filter, _saturate, _mosaic, _pad_many, _to_grid, _from_grid, _unit_filter, _random_t, _random2_t)
@@ -36,15 +36,16 @@ class _Family:
     examples: tuple  # canonical names shown by list_filters
     build: Callable  # (name, *groups) -> Filter; raises FilterError on a bad parameter
     help: str  # the parameter rule, e.g. 'k odd, 3..31'
+    norm: str = 'none'  # the `Filter.output_norm` its filters suggest
 
 _FAMILIES: list[_Family] = []
 _USER: dict[str, Filter] = {}
 ORIGINAL_FILTERS = ('sobel_3', 'sobel_canny_5', 'random_41', 'random2_51_15')  # the original system's four
 
-def _family(pattern: str, template: str, examples, help: str = ''):
-    "Decorator: add a family of builtin filters"
+def _family(pattern: str, template: str, examples, help: str = '', norm: str = 'none'):
+    "Decorator: add a family of builtin filters (`norm`: the model output they suggest, see `Filter.output_norm`)"
     def deco(build):
-        _FAMILIES.append(_Family(re.compile(pattern), template, tuple(examples), build, help))
+        _FAMILIES.append(_Family(re.compile(pattern), template, tuple(examples), build, help, norm))
         return build
     return deco
 
@@ -54,7 +55,7 @@ def _builtin(name: str) -> Optional[Filter]:
     "The builtin filter called `name`, None when no family matches"
     for fam in _FAMILIES:
         m = fam.pattern.fullmatch(name)
-        if m: return fam.build(name, *m.groups())
+        if m: f = fam.build(name, *m.groups()); f.output_norm = fam.norm; return f
     return None
 
 def _param(fam: str, value, allowed, what: str = 'k') -> int:
@@ -158,7 +159,7 @@ def _canny_many(g: Optional[np.ndarray], lo: float, hi: float, aperture: int = 3
     return _from_grid(cv2.Canny(d[0], d[1], lo * s, hi * s), n, hp, wp)[:, p:hp - p, p:wp - p]
 
 # %% ../nbs/01_filters.ipynb #e4438c2c
-@_family(r'sobel_(\d+)', 'sobel_<k>', ['sobel_3', 'sobel_5', 'sobel_7'], 'k in 3, 5, 7')
+@_family(r'sobel_(\d+)', 'sobel_<k>', ['sobel_3', 'sobel_5', 'sobel_7'], 'k in 3, 5, 7', norm='max')
 def _sobel(name, k):
     k = _param('sobel_<k>', k, (3, 5, 7))
     return _make(name, 1, lambda g: _max_scale(_orig_grad(g, k)), lambda g: _max_scale_t(_orig_grad_t(g, k)),
@@ -166,7 +167,7 @@ def _sobel(name, k):
                  many=lambda g: _max_scale_many(_orig_grad_many(g, k)))
 
 @_family(r'sobel_canny_(\d+)(?:_(\d+)_(\d+))?', 'sobel_canny_<k>[_<lo>_<hi>]', ['sobel_canny_5'],
-         'k in 3, 5, 7; Canny thresholds lo <= hi, default 50, 150')
+         'k in 3, 5, 7; Canny thresholds lo <= hi, default 50, 150', norm='sigmoid')
 def _sobel_canny(name, k, lo=None, hi=None):
     k = _param('sobel_canny_<k>', k, (3, 5, 7))
     lo, hi = (50, 150) if lo is None else (int(lo), int(hi))
@@ -182,7 +183,7 @@ def _random(name, seed):
     return _unit_filter(name, lambda x: _random_t(x, seed),
                         f'original: seeded ({seed}) random 3x3x3 kernel, zero padding, clamped to [0, 1]')
 
-@_family(r'random2_(\d+)_(\d+)', 'random2_<a>_<b>', ['random2_51_15'], 'any seeds >= 0')
+@_family(r'random2_(\d+)_(\d+)', 'random2_<a>_<b>', ['random2_51_15'], 'any seeds >= 0', norm='max')
 def _random2(name, a, b):
     a, b = int(a), int(b)
     return _unit_filter(name, lambda x: _random2_t(x, a, b, False),
@@ -265,7 +266,8 @@ def _emboss(name):
                  'emboss: filter2D with [[-2 -1 0] [-1 1 1] [0 1 2]] on grey', reach=1)
 
 @_family(r'canny_(\d+)_(\d+)(?:_(\d+))?', 'canny_<lo>_<hi>[_<aperture>]',
-         ['canny_50_150', 'canny_100_200', 'canny_400_1200_5'], 'lo <= hi; aperture in 3, 5, 7 (default 3)')
+         ['canny_50_150', 'canny_100_200', 'canny_400_1200_5'], 'lo <= hi; aperture in 3, 5, 7 (default 3)',
+         norm='sigmoid')
 def _canny(name, lo, hi, ap=None):
     lo, hi, ap = int(lo), int(hi), _param('canny aperture', ap or 3, (3, 5, 7), 'aperture')
     if lo > hi: raise FilterError(f'{name}: the low threshold {lo} is above the high one {hi}')
@@ -369,17 +371,21 @@ def register_filter(name: str, # the name configs use; letters, digits, '_', '-'
                     batched: Optional[Callable] = None, # optional torch version: float N,3,H,W in [0,1] -> N,C,H,W
                     description: str = '', # one line; defaults to the function's docstring
                     overwrite: bool = False, # allow replacing a registered or builtin name
+                    output_norm: str = 'none', # what `model.output_norm: auto` picks: 'none', 'max', 'clamp', 'sigmoid'
                    ):
     "Decorator: register `fn(rgb uint8 HxWx3) -> uint8 HxW | HxWxC` as a filter; returns the `Filter`"
     if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z_][\w.\-]*', name):
         raise FilterError(f'filter name {name!r} must start with a letter or _ and use letters, digits, _, -, .')
+    if output_norm not in (norms := [n for n in OUTPUT_NORMS if n != 'auto']):
+        raise FilterError(f'output_norm {output_norm!r} of filter {name!r} must be one of {", ".join(norms)}')
     try: builtin = _builtin(name) is not None
     except FilterError: builtin = True  # a family's name with a parameter it refuses: still the family's
     if not overwrite and (name in _USER or builtin):
         raise FilterError(f'filter name {name!r} is taken; choose another name or pass overwrite=True')
     def deco(fn: Callable) -> Filter:
         doc = (getattr(fn, '__doc__', None) or '').strip().split('\n')[0]
-        f = Filter(name, int(out_channels), fn, batched, description or doc or f'user filter {name}', 'user', spec=name)
+        f = Filter(name, int(out_channels), fn, batched, description or doc or f'user filter {name}', 'user', spec=name,
+                   output_norm=output_norm)
         _USER[name] = f
         return f
     return deco

@@ -102,6 +102,7 @@ class Filter:
     border: str = 'reflect101'  # edge rule: 'reflect101', 'zeros', 'replicate', 'ignore' or 'user'
     spec: Any = None  # what `get_filter` was given (a name or a mapping), to store in checkpoints
     many_fn: Optional[Callable] = None  # the reference on a chunk: uint8 N,H,W,3 -> N,H,W[,C] (None: cannot, loop)
+    output_norm: str = 'none'  # the model output that suits it: 'max' (max-scaled), 'sigmoid' (0/1 edges) or 'none'
 
     def __call__(self, img) -> np.ndarray:
         "Apply the reference to an image (array or PIL): uint8 HxW, or HxWxC when `out_channels` > 1"

@@ -412,7 +412,7 @@ from clapp.model import build_model
 from clapp.infer import predict_tiled
 from clapp.sources import load_sample_images
 torch.manual_seed(0)
-m = build_model(load_config({config!r}).model).eval()
+m = build_model(load_config({config!r})).eval()
 img = cv2.resize(load_sample_images('validation')['chelsea'], ({size}, {size}), interpolation=cv2.INTER_LINEAR)
 t = time.perf_counter(); out = predict_tiled(m, img, tile={tile}); dt = time.perf_counter() - t
 hwm = [l for l in open('/proc/self/status').read().splitlines() if l.startswith('VmHWM:')] if os.path.exists(

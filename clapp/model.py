@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #2430d710
 from __future__ import annotations
-import difflib
+import dataclasses, difflib
 from typing import Optional
 
 import numpy as np
@@ -19,7 +19,8 @@ from .sources import load_sample_images
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'MaxNorm', 'Clamp', 'Sigmoid', 'linear_path',
-           'FilterNet', 'UNetFilterNet', 'build_model', 'count_params', 'count_flops', 'receptive_field', 'photo_psnr']
+           'FilterNet', 'UNetFilterNet', 'resolve_output_norm', 'build_model', 'count_params', 'count_flops',
+           'receptive_field', 'photo_psnr']
 
 # %% ../nbs/03_model.ipynb #ae0a4069
 class SquaredReLU(nn.Module):
@@ -196,11 +197,21 @@ def _check_activation(name:str):
                       f"{', '.join(ACTIVATIONS)}{hint}, or add yours with clapp.model.register_activation")
 
 # %% ../nbs/03_model.ipynb #26238af1
+def resolve_output_norm(config:Config, # a whole config (its target filter decides 'auto')
+                       ) -> Config:
+    "`config` with `model.output_norm: auto` replaced by what the target filter suggests (`Filter.output_norm`)"
+    if config.model.output_norm != 'auto': return config
+    norm = get_filter(config.train_data.target_filter).output_norm
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, output_norm=norm))
+
 def build_model(config:ModelConfig, # the `model` section of the config (or the whole `Config`)
                ) -> nn.Module:
     "The network described by `config` (`FilterNet`, or `UNetFilterNet` when `arch` is 'unet')"
-    if isinstance(config, Config): config = config.model
+    if isinstance(config, Config): config = resolve_output_norm(config).model
     _check_activation(config.activation)
+    if config.output_norm == 'auto':
+        raise ConfigError("config key `model.output_norm`: 'auto' needs the target filter; pass the whole Config "
+                          "to build_model, or name the output: none, max, clamp or sigmoid")
     return (UNetFilterNet if config.arch == 'unet' else FilterNet)(config)
 
 # %% ../nbs/03_model.ipynb #9dda85f6

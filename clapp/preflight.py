@@ -40,7 +40,7 @@ def get_device(name:str='auto', # 'auto' or a torch device name: 'cpu', 'cuda', 
 # %% ../nbs/04d_preflight.ipynb #92a52054
 def _params(cfg:Config) -> int:
     "Weights of the config's network, counted on the `meta` device (nothing is allocated)"
-    with torch.device('meta'): return sum(p.numel() for p in build_model(cfg.model).parameters())
+    with torch.device('meta'): return sum(p.numel() for p in build_model(cfg).parameters())
 
 def _pixels(side:int) -> int: return side * side
 

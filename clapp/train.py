@@ -15,7 +15,7 @@ from fastcore.basics import patch
 
 from .config import LOSS_TYPES, Config, load_config, resolution_schedule, to_yaml
 from .data import PairBuffer, fixed_set
-from .model import build_model
+from .model import build_model, resolve_output_norm
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, resume_config
 from .fused import fusable, optimize_for_inference
 from .preflight import TrainError, get_device, check_run
@@ -95,7 +95,8 @@ def end_stage(self:Trainer, status:str='converged'): # how the stage ended, reco
 def _setup(self:Trainer):
     "Seed, build the model, optimizer and schedule, restore a resumed run, write config.yaml"
     torch.manual_seed(self.config.seed); random.seed(self.config.seed); np.random.seed(self.config.seed % 2**32)
-    self.model = build_model(self.config.model).to(self.device)
+    self.config = resolve_output_norm(self.config)   # 'auto' becomes the filter's output, which config.yaml records
+    self.model = build_model(self.config).to(self.device)
     self.opt = make_optimizer(self.model, self.config)
     self.sched = make_scheduler(self.opt, self.config)
     self.fmodel = self.model          # the training forward (`Compile` replaces it)

@@ -47,8 +47,11 @@ def finite(path: Path) -> bool:
 
 # ---- item 4: divergence --------------------------------------------------------------------------------------------
 
+# a learning rate far too high, on the original output (a max-scaled output stays in [0, 1] and cannot blow up)
+DIVERGE = ['train.learning_rate=10', 'model.output_norm=none']
+
 def test_divergence_is_caught_and_the_last_good_model_kept(tmp_path):
-    res = run_train('samples', TINY + steps(40) + ['train.learning_rate=10'], str(tmp_path/'run'), progress=False)
+    res = run_train('samples', TINY + steps(40) + DIVERGE, str(tmp_path/'run'), progress=False)
     assert res.status == 'diverged' and 'the run diverged' in res.message and res.steps < 40, res.message
     rows = {r['step']: r for r in read_metrics(tmp_path/'run')}
     assert max(r['valid_l2'] for r in rows.values()) <= 1.0   # the diverged validation never reached the log
@@ -63,7 +66,7 @@ def test_divergence_is_caught_and_the_last_good_model_kept(tmp_path):
 
 
 def test_quiet_still_says_it_diverged_and_exits_1(tmp_path):
-    r = cli('clapp_train', '--config', 'samples', *TINY, *steps(40), 'train.learning_rate=10', '--out',
+    r = cli('clapp_train', '--config', 'samples', *TINY, *steps(40), *DIVERGE, '--out',
             str(tmp_path/'run'), '--quiet')
     assert r.returncode == 1 and 'Traceback' not in r.stderr
     assert r.stderr.strip().startswith('diverged: the run diverged'), r.stderr

@@ -74,7 +74,9 @@ def test_compare_image(det):
     want = compare_grid(load(d/'a'/'last.pt'), read_image(d/'pic.png'))
     got = read_image(d/'a'/'compare.png')
     assert got.shape == want['grid'].shape
-    assert np.abs(got.astype(int) - want['grid'].astype(int)).max() <= 1
+    h, diff = read_image(d/'pic.png').shape[0], np.abs(got.astype(int) - want['grid'].astype(int))
+    assert diff[:h].max() <= 1                    # the pictures; below them the captions, whose figures are rounded:
+    assert (diff[h:] > 1).mean() < 0.001, (diff[h:] > 1).sum()   # a last digit may differ (float sums), no more
     assert read_image(d/'b'/'compare.png').shape != got.shape       # the default picture is another one
     assert f"(PSNR {want['psnr']:.1f} dB vs cv2)" in a.stdout
 
@@ -137,8 +139,9 @@ def test_ctrl_c_exits_130_and_resume_goes_on(tmp_path):
 
 
 def diverge(cwd, *extra) -> subprocess.CompletedProcess:
-    "A run whose learning rate of 1000 (the largest allowed) makes it diverge within a few steps"
-    return cli(cwd, 'clapp_train', '--config', 'samples', *SIX, 'train.learning_rate=1000', '--out', 'run', *extra)
+    "A run whose learning rate of 1000 (the largest allowed) diverges in a few steps (a max output stays in [0, 1])"
+    return cli(cwd, 'clapp_train', '--config', 'samples', *SIX, 'train.learning_rate=1000', 'model.output_norm=none',
+               '--out', 'run', *extra)
 
 
 def finite_or_absent(path) -> bool:

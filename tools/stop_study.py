@@ -11,15 +11,19 @@ import argparse, json, os, time
 from pathlib import Path
 
 # every step of the preset's history, oldest first, as overrides on top of today's samples preset
+UNTIL_1205 = ['model.output_norm=none', 'train.loss_type=l1', 'train.batch_size=24', 'train.validation_interval=2',
+              'train.stop_loss_ema=0.95', 'valid_data.fixed_size=8']   # the preset until 2026-12-05
 STEPS = {
     'first preset: 32 from 48, batch 64, lr 0.003, loss `all`, validation every 10 steps on 16 crops':
-        ['train_data.resize_base=48', 'train_data.crop_size=32', 'train.batch_size=64', 'train.learning_rate=0.003',
-         'train.loss_type=all', 'train.validation_interval=10', 'valid_data.fixed_size=16'],
+        [*UNTIL_1205, 'train_data.resize_base=48', 'train_data.crop_size=32', 'train.batch_size=64',
+         'train.learning_rate=0.003', 'train.loss_type=all', 'train.validation_interval=10', 'valid_data.fixed_size=16'],
     '48 from 64, batch 32, lr 0.005, validation every 3 steps':
-        ['train.batch_size=32', 'train.loss_type=all', 'train.validation_interval=3', 'valid_data.fixed_size=16'],
-    'batch 24, loss `l1`': ['train.validation_interval=3', 'valid_data.fixed_size=16'],
-    'validation on 8 crops (two of each held-out picture) every 2 steps: the preset': [],
-    'the preset with `model.output_norm: max` (the `sobel_3` recipe)': ['model.output_norm=max'],
+        [*UNTIL_1205, 'train.batch_size=32', 'train.loss_type=all', 'train.validation_interval=3',
+         'valid_data.fixed_size=16'],
+    'batch 24, loss `l1`': [*UNTIL_1205, 'train.validation_interval=3', 'valid_data.fixed_size=16'],
+    'validation on 8 crops (two of each held-out picture) every 2 steps: the preset until 12-05': UNTIL_1205,
+    'that preset with `model.output_norm: max` (the `sobel_3` recipe)': [*UNTIL_1205, 'model.output_norm=max'],
+    '`output_norm: auto`, loss `all`, batch 12, validation every 5 steps on 4 crops with EMA 0.88: the preset': [],
 }
 
 def run(step, seed, max_seconds):
