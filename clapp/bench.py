@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_bench.ipynb #0acf928f
 from __future__ import annotations
-import inspect, json, math, os, resource, subprocess, sys, tempfile, textwrap, time
+import inspect, json, math, os, subprocess, sys, tempfile, textwrap, time
 from dataclasses import dataclass, asdict
 from functools import partial
 from pathlib import Path
@@ -15,7 +15,7 @@ import psutil
 import torch
 
 from .config import Config, load_config, config_dict, config_from_dict, to_yaml
-from .imaging import image_grid, write_image, run_child, ChildError
+from .imaging import image_grid, write_image, run_child, ChildError, _own_peak_rss
 from .filters import get_filter, list_filters
 from .sources import load_sample_images
 from .data import benchmark_buffer
@@ -272,14 +272,6 @@ def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['f
                 predict_size=big, predict_mpix_per_s=goal, threads=torch.get_num_threads())
 
 # %% ../nbs/09_bench.ipynb #ecef35c0
-def _own_peak_rss() -> int:
-    "This process's peak resident set in bytes: VmHWM on Linux, else ru_maxrss"
-    try:
-        for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith('VmHWM:'): return int(line.split()[1]) * 1024
-    except OSError: pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)
-
 def _tree_rss(proc:psutil.Process) -> int:
     "Resident bytes of `proc` and its descendants now"
     try: procs = [proc] + proc.children(recursive=True)

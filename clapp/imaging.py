@@ -191,6 +191,16 @@ def run_child(code:str, # Python source; it prints its result as `marker + json.
         raise ChildError(f'the child process {why}:\n{r.stderr[-2000:]}', r.returncode, r.stderr)
     return json.loads(lines[-1])
 
+# %% ../nbs/00a_imaging.ipynb #5331095a
+def _own_peak_rss() -> int:
+    "This process's peak resident set in bytes: VmHWM on Linux, else ru_maxrss"
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'): return int(line.split()[1]) * 1024
+    except OSError: pass
+    import resource  # Unix only, so imported where it is needed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)
+
 # %% ../nbs/00a_imaging.ipynb #7e4187a6
 def group_norm_stats(x:torch.Tensor, # input N,C,H,W
                      norm:nn.GroupNorm, # the norm whose groups, eps and affine weights apply

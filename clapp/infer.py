@@ -406,20 +406,18 @@ def compare_grid(model:nn.Module, # a model (see `load`)
 
 # %% ../nbs/05_infer.ipynb #97c22fad
 _TILED_CHILD = """
-import json, os, resource, time, torch, cv2
+import json, os, time, torch, cv2
 from clapp.config import load_config
 from clapp.model import build_model
 from clapp.infer import predict_tiled
+from clapp.imaging import _own_peak_rss   # the child's own high-water mark (light: not clapp.bench's imports)
 from clapp.sources import load_sample_images
 torch.manual_seed(0)
 m = build_model(load_config({config!r})).eval()
 img = cv2.resize(load_sample_images('validation')['chelsea'], ({size}, {size}), interpolation=cv2.INTER_LINEAR)
 t = time.perf_counter(); out = predict_tiled(m, img, tile={tile}); dt = time.perf_counter() - t
-hwm = [l for l in open('/proc/self/status').read().splitlines() if l.startswith('VmHWM:')] if os.path.exists(
-    '/proc/self/status') else []   # the child's own high-water mark (ru_maxrss can carry the parent's)
-peak = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print({marker!r} + json.dumps(dict(size={size}, tile={tile}, seconds=round(dt, 2), mpix_per_s=round({size} ** 2 / 1e6 / dt, 2),
-                                   peak_rss_mb=round(peak / 2 ** 20), load_avg=round(os.getloadavg()[0], 2),
+                                   peak_rss_mb=round(_own_peak_rss() / 2 ** 20), load_avg=round(os.getloadavg()[0], 2),
                                    out_shape=list(out.shape))))
 """
 

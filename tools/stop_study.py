@@ -10,13 +10,14 @@ bounds). Finished runs are appended at once and skipped when the study is run ag
 import argparse, json, os, time
 from pathlib import Path
 
+from recipe_study import UNTIL_1205   # the preset until 2026-12-05, as overrides on today's (tools/ is on the path)
+
 # every step of the preset's history, oldest first, as overrides on top of today's samples preset
-UNTIL_1205 = ['model.output_norm=none', 'train.loss_type=l1', 'train.batch_size=24', 'train.validation_interval=2',
-              'train.stop_loss_ema=0.95', 'valid_data.fixed_size=8']   # the preset until 2026-12-05
 STEPS = {
     'first preset: 32 from 48, batch 64, lr 0.003, loss `all`, validation every 10 steps on 16 crops':
         [*UNTIL_1205, 'train_data.resize_base=48', 'train_data.crop_size=32', 'train.batch_size=64',
-         'train.learning_rate=0.003', 'train.loss_type=all', 'train.validation_interval=10', 'valid_data.fixed_size=16'],
+         'train.learning_rate=0.003', 'train.loss_type=all', 'train.validation_interval=10',
+         'valid_data.fixed_size=16'],
     '48 from 64, batch 32, lr 0.005, validation every 3 steps':
         [*UNTIL_1205, 'train.batch_size=32', 'train.loss_type=all', 'train.validation_interval=3',
          'valid_data.fixed_size=16'],
