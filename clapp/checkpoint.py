@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_checkpoint.ipynb #acb9bca5
 from __future__ import annotations
-import os, pickle, platform, re, secrets, shutil
+import contextlib, os, pickle, platform, re, secrets, shutil, signal, threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +28,19 @@ FORMAT = 'clapp-checkpoint-1'
 # %% ../nbs/03a_checkpoint.ipynb #4254dc33
 def _versions() -> dict:
     return dict(torch=str(torch.__version__), clapp=str(clapp.__version__), python=platform.python_version())
+
+# %% ../nbs/03a_checkpoint.ipynb #f8dfdaf4
+@contextlib.contextmanager
+def _signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
+    "Hold `signums` in the block and deliver them after it (main thread only; elsewhere Python runs no handler)"
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    got, previous = [], {}
+    for s in signums:
+        if signal.getsignal(s) is not None: previous[s] = signal.signal(s, lambda n, _: got.append(n))
+    try: yield
+    finally:
+        for s, handler in previous.items(): signal.signal(s, handler)
+        for n in dict.fromkeys(got): signal.raise_signal(n)
 
 # %% ../nbs/03a_checkpoint.ipynb #cc28244e
 def _unwritable(path:Path, e:Exception) -> str:
@@ -55,9 +68,10 @@ def save_checkpoint(path, # where to write the `.pt` file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent/f'tmp{secrets.token_hex(8)}.tmp'   # a `tmp*.tmp` name: what a resumed run cleans up
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the user's umask sets its mode, as for any file
-        with os.fdopen(fd, 'wb') as f: torch.save(state, f)
-        os.replace(tmp, path)
+        with _signals_held():   # Ctrl-C lands after the file is whole, not inside torch's writer
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the user's umask sets its mode, as for any file
+            with os.fdopen(fd, 'wb') as f: torch.save(state, f)
+            os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp): os.remove(tmp)
         if isinstance(e, (OSError, RuntimeError)): raise CheckpointError(_unwritable(path, e)) from None
