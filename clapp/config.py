@@ -88,6 +88,8 @@ class ModelConfig:
                            "maximum: for max-scaled targets), 'clamp' (to [0, 1]: for clamped targets), 'sigmoid' (for 0/1 "
                            "edge maps) or 'auto' (the one the target filter suggests: max, sigmoid or none)",
                            choices=OUTPUT_NORMS, new=True)
+    output_beta: float = opt(20.0, "softplus sharpness of the 'max' output; a lower one leaves more of the raw output on "
+                             'its slope, where pixels still learn (5 in the samples preset)', min_excl=0, new=True)
     norm: str = opt('group', "every block's norm: 'group' (GroupNorm over the whole image, the original) or 'none' "
                     "(the blocks keep the input's scale: for filters whose output scales with it)", choices=BLOCK_NORMS,
                     new=True)
@@ -119,11 +121,9 @@ class TrainConfig:
     threads: int = opt(0, 'torch CPU threads; 0 keeps the torch default', min=0, new=True)
     amp: bool = opt(False, 'mixed precision on CUDA', new=True)
     compile: bool = opt(False, 'torch.compile the model where it works', new=True)
-    loggers: list = opt([], "extra loggers: any of 'wandb', 'tensorboard' (used only if installed)", choices=LOGGERS,
-                        new=True)
+    loggers: list = opt([], "extra loggers: any of 'wandb', 'tensorboard' (used only if installed)", choices=LOGGERS, new=True)
     checkpoint_interval: int = opt(0, 'steps between last.pt saves (0: none by step count); last.pt is also written every '
-                                   '60 s of training, at stage ends and on interrupt', min=0,
-                                   new=True)
+                                   '60 s of training, at stage ends and on interrupt', min=0, new=True)
 
 # %% ../nbs/00_config.ipynb #c0f1524d
 @dataclass

@@ -72,6 +72,7 @@ class MaxNorm(nn.Module):
                 ):
         super().__init__()
         self.beta, self.eps = beta, eps
+    def extra_repr(self): return f'beta={self.beta:g}'
 
     def forward(self, y:torch.Tensor, # N,C,H,W raw output
                 peak:Optional[torch.Tensor]=None, # N,C,1,1 raw maximum to divide by (None: y's own)
@@ -96,7 +97,8 @@ class Sigmoid(nn.Module):
 
 def _out_norm(config:ModelConfig) -> Optional[nn.Module]:
     "The module of `config.output_norm` (None for 'none'); none has weights, so checkpoints are unchanged"
-    return {'max': MaxNorm, 'clamp': Clamp, 'sigmoid': Sigmoid}.get(config.output_norm, lambda: None)()
+    if config.output_norm == 'max': return MaxNorm(beta=config.output_beta)
+    return {'clamp': Clamp, 'sigmoid': Sigmoid}.get(config.output_norm, lambda: None)()
 
 # %% ../nbs/03_model.ipynb #292fb5df
 def linear_path(config:ModelConfig, # the `model` section of the config

@@ -26,7 +26,8 @@ def nudged(**kw):
     return m
 
 
-FUSED = {'default': {}, 'max': dict(output_norm='max'), 'linear path 7': dict(linear_path=7),
+FUSED = {'default': {}, 'max': dict(output_norm='max'), 'max, beta 5': dict(output_norm='max', output_beta=5.),
+         'linear path 7': dict(linear_path=7),
          'zeros, 3 outputs, max': dict(padding_mode='zeros', output_channels=3, output_norm='max'),
          'circular 5x5': dict(padding_mode='circular', kernel_size=5), 'sigmoid': dict(output_norm='sigmoid')}
 

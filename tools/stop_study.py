@@ -10,7 +10,7 @@ bounds). Finished runs are appended at once and skipped when the study is run ag
 import argparse, json, os, time
 from pathlib import Path
 
-from recipe_study import UNTIL_1205   # the preset until 2026-12-05, as overrides on today's (tools/ is on the path)
+from recipe_study import BETA_20, UNTIL_1205   # earlier presets, as overrides on today's (tools/ is on the path)
 
 # every step of the preset's history, oldest first, as overrides on top of today's samples preset
 STEPS = {
@@ -24,7 +24,8 @@ STEPS = {
     'batch 24, loss `l1`': [*UNTIL_1205, 'train.validation_interval=3', 'valid_data.fixed_size=16'],
     'validation on 8 crops (two of each held-out picture) every 2 steps: the preset until 12-05': UNTIL_1205,
     'that preset with `model.output_norm: max` (the `sobel_3` recipe)': [*UNTIL_1205, 'model.output_norm=max'],
-    '`output_norm: auto`, loss `all`, batch 12, validation every 5 steps on 4 crops with EMA 0.88: the preset': [],
+    '`output_norm: auto`, loss `all`, batch 12, validation every 5 steps on 4 crops with EMA 0.88': BETA_20,
+    '`model.output_beta: 5` (a softer softplus in the max output): the preset': [],
 }
 
 def run(step, seed, max_seconds):
