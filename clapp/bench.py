@@ -51,13 +51,14 @@ class BenchPlan:
     inference_sizes: tuple = (224, 2048)  # square picture sides timed for inference
     valid_interval: int = 50  # steps between validations in quality runs (they only log: the stop rule is off)
     stop_seeds: tuple = (0,)  # seeds timed to the stop rule (each in a fresh process; the figure is their median)
+    huge_size: int = 0        # side of a second, larger tiled picture: its time and memory, no goal (0: none)
 
 # %% ../nbs/09_bench.ipynb #1566d836
 PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=12, stop_seconds=35, train_steps=60,
                             buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=1000, tiled_size=2048),
          'full': BenchPlan('full', quality_steps=0, quality_seconds=300, stop_seconds=60, train_steps=300,
                            buffer_pairs=3000, repeats=5, memory_steps=20, memory_valid_pairs=8000, tiled_size=8192,
-                           stop_seeds=(0, 1, 2, 3, 4))}
+                           stop_seeds=(0, 1, 2, 3, 4), huge_size=16384)}
 
 # %% ../nbs/09_bench.ipynb #f475e5eb
 def filter_config(name:str, # a registered filter, e.g. `sobel_3`
@@ -340,9 +341,10 @@ def bench_memory_train(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS
 
 # %% ../nbs/09_bench.ipynb #9100f7db
 def bench_memory_tiled(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
+                       size:int=None, # side of the square picture (default: `plan.tiled_size`)
                       ) -> dict:
-    "Peak RSS and speed of `predict_tiled` on a `plan.tiled_size` square picture (CPU)"
-    s = plan.tiled_size
+    "Peak RSS and speed of `predict_tiled` on a `size` (default `plan.tiled_size`) square picture (CPU)"
+    s = size or plan.tiled_size
     return peak_rss(f"""
         import time, psutil
         from clapp.config import load_config
@@ -371,6 +373,8 @@ def _steps(plan:BenchPlan, secs:list, filters, out, prefix:str) -> list:
     if 'memory' in secs:
         steps += [('memory.train', 'memory', 'train', partial(bench_memory_train, plan)),
                   ('memory.tiled', 'memory', 'tiled', partial(bench_memory_tiled, plan))]
+        if plan.huge_size:
+            steps.append(('memory.huge', 'memory', 'huge', partial(bench_memory_tiled, plan, plan.huge_size)))
     return steps
 
 # %% ../nbs/09_bench.ipynb #f7b11cf8

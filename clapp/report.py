@@ -236,8 +236,7 @@ def _memory_md(report) -> list:
                      _f(t['sampled_peak_rss_mb'], 0), _f(t['baseline_rss_mb'], 0),
                      f"{t['train_pairs']:,} pairs of 32x32 + {t['valid_pairs']:,} of 224x224, "
                      f"batch {t['batch_size']}, {t['steps_per_stage']} steps x {t['stages']} stages"])
-    if 'tiled' in mem:
-        t = mem['tiled']
+    for t in (mem[k] for k in ('tiled', 'huge') if k in mem):
         rows.append([f"`predict_tiled` {t['size']}x{t['size']} (CPU)", _f(t['peak_rss_mb'], 0),
                      _f(t['sampled_peak_rss_mb'], 0), _f(t['baseline_rss_mb'], 0),
                      f"picture {_f(t['image_mb'], 0)} MB, {_f(t['seconds'])} s, {_f(t['mpix_per_s'], 2)} Mpixel/s"])

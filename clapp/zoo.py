@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ENTRIES', 'ZOO_DIR', 'TARGETS', 'ZooEntry', 'ZooError', 'names', 'info', 'load', 'target_misses', 'zoo_table',
-           'zoo_grid', 'train_entry', 'regenerate', 'zoo_cli']
+           'zoo_grid', 'entry_record', 'train_entry', 'regenerate', 'adopt', 'zoo_cli']
 
 # %% ../nbs/10_zoo.ipynb #9b452bd4
 import importlib.resources, json, time
@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .checkpoint import load_model, save_checkpoint
+from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import config_dict, load_config
 from .filters import get_filter
 from .imaging import image_grid, image_row, to_float, to_uint8
+from .model import resolve_output_norm
 from .report import QUALITY_TARGETS
 from .scores import mean_scores, photo_scores
 from .sources import load_sample_images
@@ -33,6 +34,7 @@ class ZooEntry:
     preset:str                   # the shipped preset it trains from
     overrides:tuple = ()         # `key=value` overrides on top of the preset
     edges:bool = False           # a binary edge target: also score the edge F1
+    zoo_only:tuple = ()          # overrides only the zoo's own training adds (a budget or model a 300-s run can't use)
 
     @property
     def command(self) -> str: return f'python -m clapp.zoo --names {self.name}'
@@ -41,7 +43,8 @@ class ZooEntry:
 _BUDGET = ('train.max_iterations=1000', 'train.lr_cycle=2000', 'train.stop_l2_loss=1e-06',
            'train.validation_interval=25', 'train.output_log_interval=500')  # as the per-filter presets
 ENTRIES = (ZooEntry('sobel_3', 'sobel_3', 'sobel_3', _BUDGET),
-           ZooEntry('sobel_canny_5', 'sobel_canny_5', 'sobel_canny_5', edges=True),
+           ZooEntry('sobel_canny_5', 'sobel_canny_5', 'sobel_canny_5', edges=True,   # the best of the recorded search
+                    zoo_only=('model.num_layers=8', 'train.max_iterations=2250', 'train.lr_cycle=4500')),
            *(ZooEntry(n, n, n) for n in ('random_41', 'random2_51_15', 'sobel_3_local', 'gaussian_5', 'laplacian_3',
                                           'morph_gradient_3')))
 
@@ -113,41 +116,87 @@ def zoo_grid(name:str, # a zoo name
     return image_row([img, get_filter(r['filter'])(img), out[..., 0] if out.shape[-1] == 1 else out])
 
 # %% ../nbs/10_zoo.ipynb #6dbdb3b1
+def entry_record(entry:ZooEntry, # the recipe the model was trained by
+                 model:torch.nn.Module, # the trained model
+                 cfg, # the `Config` it was trained with
+                 seconds:float, # its training time
+                 steps:int, # its optimizer steps
+                 status:str, # how its training ended
+                 out=None, # folder that receives `<name>.pt` (default: the package's zoo folder)
+                 overrides=(), # the overrides given on top of the entry's own
+                ) -> dict:
+    "Score `model` on the held-out photos and save its weights as the zoo's `entry`; its index record"
+    model = model.cpu().eval()
+    rows = photo_scores(model, entry.filter, edges=entry.edges)
+    p = save_checkpoint(Path(out or ZOO_DIR)/f'{entry.name}.pt', model, config=cfg, step=steps)
+    return dict(filter=entry.filter, preset=entry.preset, overrides=[*entry.overrides, *entry.zoo_only, *overrides],
+                command=entry.command, seconds=round(seconds, 1), steps=steps, status=status,
+                params=sum(q.numel() for q in model.parameters()), kb=round(p.stat().st_size / 1024, 1),
+                scores=mean_scores(rows), photos=rows, config=config_dict(cfg))
+
 def train_entry(entry:ZooEntry, # the recipe
                 out=None, # folder that receives `<name>.pt` (default: the package's zoo folder)
                 runs_dir='runs/zoo', # folder for the training run folders
                 overrides=(), # more `key=value` overrides (e.g. `train.threads=1`)
                ) -> dict:
     "Train one zoo entry, score it on the held-out photos, save its weights; returns its index record"
-    cfg = load_config(entry.preset, list(entry.overrides) + list(overrides))
+    cfg = load_config(entry.preset, list(entry.overrides) + list(entry.zoo_only) + list(overrides))
     start = time.time()
     res = train(cfg, out_dir=Path(runs_dir)/entry.name/time.strftime('%Y%m%d-%H%M%S'), progress=False)  # never reused
-    seconds, model = time.time() - start, res.model.cpu().eval()
-    rows = photo_scores(model, entry.filter, edges=entry.edges)
-    p = save_checkpoint(Path(out or ZOO_DIR)/f'{entry.name}.pt', model, config=cfg, step=res.steps)
-    return dict(filter=entry.filter, preset=entry.preset, overrides=list(entry.overrides) + list(overrides),
-                command=entry.command, seconds=round(seconds, 1), steps=res.steps, status=res.status,
-                params=sum(q.numel() for q in model.parameters()), kb=round(p.stat().st_size / 1024, 1),
-                scores=mean_scores(rows), photos=rows, config=config_dict(cfg))
+    return entry_record(entry, res.model, cfg, time.time() - start, res.steps, res.status, out, overrides)
 
 # %% ../nbs/10_zoo.ipynb #e280cdeb
+def _entry(name:str) -> ZooEntry:
+    "The recipe called `name`, or one clear error listing the recipes"
+    known = {e.name: e for e in ENTRIES}
+    if name not in known: raise ZooError(f'no zoo recipe {name!r}; the recipes are: {", ".join(known)}')
+    return known[name]
+
+def _write_index(out:Path, index:dict) -> dict:
+    "Write `index` to `out`/index.json in the order of `ENTRIES`; returns it"
+    index = {e.name: index[e.name] for e in ENTRIES if e.name in index}
+    (out/'index.json').write_text(json.dumps(index, indent=1) + '\n')
+    return index
+
+def _read_out(out) -> tuple:
+    "The zoo folder `out` (default: the package's), created, and the index already in it"
+    out = Path(out or ZOO_DIR); out.mkdir(parents=True, exist_ok=True)
+    return out, json.loads((out/'index.json').read_text()) if (out/'index.json').exists() else {}
+
 def regenerate(names=None, # zoo names to train again (None: all of `ENTRIES`)
                out=None, # folder for the weights and `index.json` (default: the package's zoo folder)
                runs_dir='runs/zoo', # folder for the training run folders
                overrides=('train.threads=1',), # more `key=value` overrides for every entry
               ) -> dict:
     "Train the zoo entries again from their presets and update the index; returns the index"
-    out = Path(out or ZOO_DIR); out.mkdir(parents=True, exist_ok=True)
-    known = {e.name: e for e in ENTRIES}
-    for n in names or []:
-        if n not in known: raise ZooError(f'no zoo recipe {n!r}; the recipes are: {", ".join(known)}')
-    index = json.loads((out/'index.json').read_text()) if (out/'index.json').exists() else {}
-    for e in ENTRIES:
-        if names and e.name not in names: continue
+    for n in names or []: _entry(n)   # an unknown name stops the run before any training
+    out, index = _read_out(out)
+    for e in (e for e in ENTRIES if not names or e.name in names):
         index[e.name] = train_entry(e, out, runs_dir, overrides)
-        index = {k: index[k] for k in known if k in index}
-        (out/'index.json').write_text(json.dumps(index, indent=1) + '\n')
+        index = _write_index(out, index)
     return index
+
+# %% ../nbs/10_zoo.ipynb #a7d0c3e1
+def adopt(name:str, # a zoo name: the recipe the checkpoint was trained by
+          checkpoint, # a checkpoint file of that recipe (e.g. one kept by tools/zoo_search.py --keep)
+          seconds:float, # its training time, for the index
+          out=None, # folder for the weights and `index.json` (default: the package's zoo folder)
+          status:str='max_iterations', # how its training ended
+         ) -> dict:
+    "Put a model trained by `name`'s recipe elsewhere into the zoo (scored, saved, indexed); returns the index"
+    e, model = _entry(name), load_model(checkpoint)
+    cfg, steps = model.run_config, load_checkpoint(checkpoint).get('step', 0)
+    if cfg.train_data.target_filter != e.filter:
+        raise ZooError(f'{checkpoint} imitates {cfg.train_data.target_filter!r}, not {e.filter!r}: '
+                       f'adopt it under the zoo name of that filter')
+    want = resolve_output_norm(load_config(e.preset, [*e.overrides, *e.zoo_only])).model
+    diff = [f'model.{k}={v} (the recipe: {getattr(want, k)})'
+            for k, v in asdict(cfg.model).items() if v != getattr(want, k)]
+    if diff: raise ZooError(f'{checkpoint} holds another network than the recipe of {name!r} builds: '   # the index's
+                            f'{", ".join(diff)}; add those overrides to the recipe first')       # command must build it
+    out, index = _read_out(out)
+    index[name] = entry_record(e, model, cfg, seconds, steps, status, out, ('train.threads=1',))
+    return _write_index(out, index)
 
 # %% ../nbs/10_zoo.ipynb #e6d16f91
 @call_parse

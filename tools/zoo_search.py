@@ -38,10 +38,15 @@ VARIANTS = {  # recorded rows name their variant; sobel_canny_5's older rows nam
     'sigmoid+resize 256+plain 16x6': ['model.output_norm=sigmoid', 'train_data.resize_base=256',
                                       'train_data.crop_size=64', 'model.arch=plain', 'model.capacity=16',
                                       'model.num_layers=6'],
+    # sobel_canny_5 on top of the plain 16x6 preset (2026-12-06): more reach for hysteresis
+    'plain 16x8': ['model.num_layers=8'],
 }
 
-def run(filt, variant, seed, steps, anneal=True):
-    "Train `filt`'s preset with `variant` for `steps` steps (two stages; one cosine cycle if `anneal`); its record"
+def run(filt, variant, seed, steps, anneal=True, keep=None):
+    """Train `filt`'s preset with `variant` for `steps` steps (two stages; one cosine cycle if `anneal`); its record
+
+    With `keep` (a folder) the trained weights are saved there too, named after the run, so the best can join the zoo
+    (`clapp.zoo.adopt`)."""
     from clapp.config import load_config
     from clapp.train import train
     from clapp.scores import mean_scores, photo_scores
@@ -56,9 +61,15 @@ def run(filt, variant, seed, steps, anneal=True):
         t0 = time.time()
         res = train(cfg, out_dir=Path(d)/'run', progress=False)
         seconds = time.time() - t0
-    scores = mean_scores(photo_scores(res.model.cpu().eval(), entry.filter, edges=entry.edges))
-    return dict(filter=filt, variant=variant, seed=seed, steps=res.steps, seconds=round(seconds, 1),
-                overrides=over, **{k: round(v, 4) for k, v in scores.items()})
+    model = res.model.cpu().eval()
+    scores = mean_scores(photo_scores(model, entry.filter, edges=entry.edges))
+    rec = dict(filter=filt, variant=variant, seed=seed, steps=res.steps, seconds=round(seconds, 1),
+               overrides=over, **{k: round(v, 4) for k, v in scores.items()})
+    if keep:
+        from clapp.checkpoint import save_checkpoint
+        name = f"{filt}-{variant.replace(' ', '_').replace('+', '-')}-s{seed}-{steps}.pt"
+        save_checkpoint(Path(keep)/name, model, config=cfg, step=res.steps)
+    return rec
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -67,6 +78,7 @@ def main():
     ap.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     ap.add_argument('--steps', type=int, default=600)
     ap.add_argument('--out', default='nbs/zoo_search.jsonl')
+    ap.add_argument('--keep', help='folder that receives the weights of every run (for the zoo)')
     ap.add_argument('--no_anneal', action='store_true', help="keep the preset's lr_cycle instead of one cycle of --steps")
     a = ap.parse_args()
     out = Path(a.out)
@@ -77,7 +89,7 @@ def main():
         for v in a.variants:
             for s in a.seeds:
                 if (f, v, s, a.steps, not a.no_anneal) in done: continue
-                rec = run(f, v, s, a.steps, not a.no_anneal)
+                rec = run(f, v, s, a.steps, not a.no_anneal, a.keep)
                 with out.open('a') as fh: fh.write(json.dumps(rec) + '\n')
                 print(json.dumps(rec), flush=True)
 
