@@ -195,7 +195,8 @@ def adopt(name:str, # a zoo name: the recipe the checkpoint was trained by
     if diff: raise ZooError(f'{checkpoint} holds another network than the recipe of {name!r} builds: '   # the index's
                             f'{", ".join(diff)}; add those overrides to the recipe first')       # command must build it
     out, index = _read_out(out)
-    index[name] = entry_record(e, model, cfg, seconds, steps, status, out, ('train.threads=1',))
+    threads = (f'train.threads={cfg.train.threads}',) if cfg.train.threads else ()   # as it was trained
+    index[name] = entry_record(e, model, cfg, seconds, steps, status, out, threads)
     return _write_index(out, index)
 
 # %% ../nbs/10_zoo.ipynb #e6d16f91

@@ -42,7 +42,7 @@ VARIANTS = {  # recorded rows name their variant; sobel_canny_5's older rows nam
     'plain 16x8': ['model.num_layers=8'],
 }
 
-def run(filt, variant, seed, steps, anneal=True, keep=None):
+def run(filt, variant, seed, steps, anneal=True, keep=None, threads=1):
     """Train `filt`'s preset with `variant` for `steps` steps (two stages; one cosine cycle if `anneal`); its record
 
     With `keep` (a folder) the trained weights are saved there too, named after the run, so the best can join the zoo
@@ -53,7 +53,7 @@ def run(filt, variant, seed, steps, anneal=True, keep=None):
     from clapp.zoo import ENTRIES
     entry = {e.name: e for e in ENTRIES}[filt]
     st = steps // 2
-    over = [*VARIANTS[variant], f'seed={seed}', 'train.threads=1', f'train.max_iterations={st}',
+    over = [*VARIANTS[variant], f'seed={seed}', f'train.threads={threads}', f'train.max_iterations={st}',
             f'train.min_iterations={st}', 'train.stop_l2_loss=1e-9', 'train.output_log_interval=100000',
             *([f'train.lr_cycle={steps}'] if anneal else [])]
     cfg = load_config(entry.preset, over)
@@ -79,6 +79,7 @@ def main():
     ap.add_argument('--steps', type=int, default=600)
     ap.add_argument('--out', default='nbs/zoo_search.jsonl')
     ap.add_argument('--keep', help='folder that receives the weights of every run (for the zoo)')
+    ap.add_argument('--threads', type=int, default=1, help='torch threads of each run (1: two searches side by side)')
     ap.add_argument('--no_anneal', action='store_true', help="keep the preset's lr_cycle instead of one cycle of --steps")
     a = ap.parse_args()
     out = Path(a.out)
@@ -89,7 +90,7 @@ def main():
         for v in a.variants:
             for s in a.seeds:
                 if (f, v, s, a.steps, not a.no_anneal) in done: continue
-                rec = run(f, v, s, a.steps, not a.no_anneal, a.keep)
+                rec = run(f, v, s, a.steps, not a.no_anneal, a.keep, a.threads)
                 with out.open('a') as fh: fh.write(json.dumps(rec) + '\n')
                 print(json.dumps(rec), flush=True)
 
