@@ -1,5 +1,6 @@
 """The recorded search behind the per-filter presets: model variants x seeds, each trained for a fixed step budget
-from its preset (one torch thread unless --threads) and scored on the held-out whole photos (`clapp.scores.photo_scores`).
+from its preset (one torch thread unless --threads) and scored on the held-out whole photos
+(`clapp.scores.photo_scores`).
 
     python tools/zoo_search.py --filters random_41 sobel_3_local --steps 600 --seeds 0 1 --out nbs/zoo_search.jsonl
 
