@@ -36,7 +36,7 @@ setuptools.setup(
                 + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['clapp', 'clapp.*']),
-    include_package_data=True,
+    include_package_data=False,
     package_data={'clapp': ['configs/*.yaml', 'zoo/*']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements, **extras},

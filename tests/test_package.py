@@ -39,3 +39,19 @@ def test_console_scripts_point_at_callables():
         mod, fn = target.split(':')
         m = importlib.import_module(mod)
         assert callable(getattr(m, fn)), f'{name} -> {target} is not callable'
+
+
+def test_wheel_ships_presets_and_zoo(tmp_path):
+    "A non-editable install gets every preset and zoo file (package data), and setuptools has nothing to warn about"
+    import shutil, subprocess, sys, zipfile
+    src = tmp_path/'src'
+    shutil.copytree(ROOT/'clapp', src/'clapp', ignore=shutil.ignore_patterns('__pycache__'))
+    for f in ('setup.py', 'settings.ini', 'README.md', 'LICENSE', 'MANIFEST.in'): shutil.copy(ROOT/f, src/f)
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+                        '-w', str(tmp_path/'dist'), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'absent from the `packages` configuration' not in r.stdout + r.stderr
+    names = set(zipfile.ZipFile(next((tmp_path/'dist').glob('clapp-*.whl'))).namelist())
+    assert {f'clapp/configs/{n}.yaml' for n in list_presets()} <= names
+    assert {f'clapp/zoo/{p.name}' for p in (ROOT/'clapp'/'zoo').iterdir()} <= names
+    assert 'clapp/zoo.py' in names and 'clapp/zoo/index.json' in names
