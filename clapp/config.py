@@ -119,6 +119,7 @@ class TrainConfig:
     valid_batch_size: int = opt(0, 'validation batch size; 0 means batch_size as in the original', min=0, new=True)
     channels_last: bool = opt(True, 'channels-last memory format (faster convolutions on CPU)', new=True)
     threads: int = opt(0, 'torch CPU threads; 0 keeps the torch default', min=0, new=True)
+    flush_denormal: bool = opt(True, 'flush denormal floats to zero on the CPU while training (much faster)', new=True)
     amp: bool = opt(False, 'mixed precision on CUDA', new=True)
     compile: bool = opt(False, 'torch.compile the model where it works', new=True)
     loggers: list = opt([], "extra loggers: any of 'wandb', 'tensorboard' (used only if installed)", choices=LOGGERS, new=True)
@@ -442,7 +443,6 @@ class Stage:
     crop_size: int   # then cropped to this square
     batch_size: int  # and batched this many at a time
 
-# %% ../nbs/00_config.ipynb #693ec942
 def resolution_schedule(cfg:Config, # the config whose `num_resolutions`, `train_data` sizes and batch size are used
                        ) -> list:
     "The training stages of `cfg`: doubled sizes and halved batch per stage"

@@ -13,7 +13,7 @@ from .config import Config, ConfigError, resolution_schedule
 from .model import build_model
 
 # %% auto #0
-__all__ = ['TrainError', 'get_device', 'memory_needs', 'check_memory', 'check_shapes', 'check_run']
+__all__ = ['TrainError', 'get_device', 'denormals_flushed', 'memory_needs', 'check_memory', 'check_shapes', 'check_run']
 
 # %% ../nbs/04d_preflight.ipynb #00e84395
 class TrainError(RuntimeError):
@@ -36,6 +36,12 @@ def get_device(name:str='auto', # 'auto' or a torch device name: 'cpu', 'cuda', 
     if dev.type == 'mps' and not _mps_ok():
         raise TrainError(f"train.device={name!r} but MPS is not available here; use train.device=auto or cpu")
     return dev
+
+# %% ../nbs/04d_preflight.ipynb #7d004156
+def denormals_flushed() -> bool:
+    "Whether this thread's CPU arithmetic treats denormal floats as zero now (`torch.set_flush_denormal`)"
+    return float(torch.tensor([1e-39]) * 2) == 0.0   # 1e-39 is below float32's smallest normal number
+
 
 # %% ../nbs/04d_preflight.ipynb #92a52054
 def _params(cfg:Config) -> int:

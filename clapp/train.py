@@ -18,7 +18,7 @@ from .data import PairBuffer, fixed_set
 from .model import build_model, resolve_output_norm
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, resume_config
 from .fused import fusable, optimize_for_inference
-from .preflight import TrainError, get_device, check_run
+from .preflight import TrainError, check_run, denormals_flushed, get_device
 from .runs import TrainResult, new_run_dir, read_metrics, _fmt
 from .callbacks import CancelStep, NonFiniteLoss, default_callbacks
 from .losses import compute_losses, make_optimizer, make_scheduler
@@ -396,15 +396,15 @@ def _fit(self:Trainer, stack:contextlib.ExitStack):
 @patch
 def fit(self:Trainer) -> Trainer:
     "Train every stage; every way out closes the data, writes last.pt and calls `after_fit`"
-    old_threads, stack, error = torch.get_num_threads(), contextlib.ExitStack(), None
-    if self.t.threads: torch.set_num_threads(self.t.threads)
+    old_threads, old_flush, stack, error = torch.get_num_threads(), denormals_flushed(), contextlib.ExitStack(), None
+    torch.set_num_threads(self.t.threads or old_threads); torch.set_flush_denormal(self.t.flush_denormal)
     try: self._fit(stack)
     except BaseException as e: error = self._ended_by(e)
     finally:
         for close in (stack.close, lambda: self.event('after_fit')):
             try: close()
             except Exception as e: error = error or e
-        torch.set_num_threads(old_threads)
+        torch.set_num_threads(old_threads); torch.set_flush_denormal(old_flush)
     if error is not None: raise error
     return self
 
