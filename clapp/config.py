@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 import yaml
 
 # %% auto #0
-__all__ = ['LOSS_TYPES', 'DEVICES', 'PADDING_MODES', 'ARCHS', 'OUTPUT_NORMS', 'BLOCK_NORMS', 'LOGGERS', 'PRESET_DIR', 'opt',
+__all__ = ['LOSS_TYPES', 'DEVICES', 'PADDING_MODES', 'ARCHS', 'BLOCK_NORMS', 'OUTPUT_NORMS', 'LOGGERS', 'PRESET_DIR', 'opt',
            'DataConfig', 'ModelConfig', 'TrainConfig', 'Config', 'ConfigError', 'validate', 'config_from_dict',
            'config_dict', 'list_presets', 'yaml_value', 'to_yaml', 'parse_override', 'load_config', 'register_choices',
            'choices', 'register_filter_check', 'Stage', 'resolution_schedule']
@@ -37,9 +37,8 @@ def opt(default, # the field's default (a list or dict is copied for each instan
 LOSS_TYPES = ('l1', 'l2', 'lc', 'all', 'bce', 'dice')
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 PADDING_MODES = ('zeros', 'reflect', 'replicate', 'circular')
-ARCHS = ('plain', 'unet')
+ARCHS, BLOCK_NORMS = ('plain', 'unet'), ('group', 'none', 'peak')
 OUTPUT_NORMS = ('none', 'max', 'clamp', 'sigmoid', 'auto')
-BLOCK_NORMS = ('group', 'none')
 LOGGERS = ('wandb', 'tensorboard')
 
 # %% ../nbs/00_config.ipynb #9794fdab
@@ -90,9 +89,10 @@ class ModelConfig:
                            choices=OUTPUT_NORMS, new=True)
     output_beta: float = opt(20.0, "softplus sharpness of the 'max' output; a lower one leaves more of the raw output on "
                              'its slope, where pixels still learn (5 in the samples preset)', min_excl=0, new=True)
-    norm: str = opt('group', "every block's norm: 'group' (GroupNorm over the whole image, the original) or 'none' "
-                    "(the blocks keep the input's scale: for filters whose output scales with it)", choices=BLOCK_NORMS,
-                    new=True)
+    norm: str = opt('group', "every block's norm: 'group' (GroupNorm over the whole image, the original), 'none' (the "
+                    "blocks keep the input's scale: for filters whose output scales with it) or 'peak' (GroupNorm, then "
+                    "channels scaled by the picture's channel peaks: for targets divided by their maximum)",
+                    choices=BLOCK_NORMS, new=True)
     linear_path: int = opt(0, 'side of a linear convolution from the input straight to the output, added to the '
                               "network's and starting at zero (0: none, the original): for linear filters", min=0, new=True)
 

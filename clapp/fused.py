@@ -23,10 +23,10 @@ __all__ = ['STREAM_TILE', 'fusable', 'FusedFilterNet', 'optimize_for_inference']
 # %% ../nbs/03c_fused.ipynb #6d16cdeb
 def fusable(model:nn.Module, # a CLAPP model
            ) -> bool:
-    "Whether `FusedFilterNet` can run `model` (plain arch, blocks with norm before conv, on the CPU)"
+    "Whether `FusedFilterNet` can run `model` (plain arch, blocks with GroupNorm before conv, no peaks, on the CPU)"
     return (type(model) is FilterNet and model.config.flip_conv_norm and model.prep.weight.device.type == 'cpu'
             and len(model.main) > 0
-            and all(isinstance(b.norm, nn.GroupNorm) and b.norm.num_groups == 1 for b in model.main))
+            and all(isinstance(b.norm, nn.GroupNorm) and b.norm.num_groups == 1 and b.peak is None for b in model.main))
 
 # %% ../nbs/03c_fused.ipynb #a58e22ca
 def _border_src(mode:str, p:int, n:int):

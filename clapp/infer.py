@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .imaging import IMAGE_EXTS, ImageError, read_image, write_image, to_uint8, image_row, image_grid, psnr
 from .imaging import run_child, group_norm_stats
 from .filters import as_rgb_uint8, get_filter, FilterError
-from .model import receptive_field
+from .model import PeakScale, receptive_field
 from .checkpoint import CheckpointError, load_model, check_code
 from .sources import decode_image
 from .fused import STREAM_TILE, FusedFilterNet, fusable, optimize_for_inference
@@ -132,10 +132,11 @@ def predict(model:nn.Module, # a model (see `load`)
 
 # %% ../nbs/05_infer.ipynb #aa81c8a2
 def _norms(model:nn.Module) -> list:
-    "The GroupNorm modules of `model` in the order a forward pass uses them"
+    "The GroupNorm and `PeakScale` modules of `model` in the order a forward pass uses them"
     order, hooks = [], []
     for m in model.modules():
-        if isinstance(m, nn.GroupNorm): hooks.append(m.register_forward_pre_hook(lambda mod, inp: order.append(mod)))
+        if isinstance(m, (nn.GroupNorm, PeakScale)):
+            hooks.append(m.register_forward_pre_hook(lambda mod, inp: order.append(mod)))
     try:
         with torch.no_grad(): model(torch.zeros(1, model.config.input_channels, 16, 16, device=_device(model)))
     finally:
@@ -145,12 +146,17 @@ def _norms(model:nn.Module) -> list:
 # %% ../nbs/05_infer.ipynb #541406a1
 class _Collected(Exception): "Raised to end a pass once the statistics of the norm being measured are gathered"
 
-def _accumulate(m:nn.GroupNorm, x:torch.Tensor, stats:dict, core:tuple):
-    "Add the count, sum and sum of squares of `x` over `core` ((y0, y1, x0, x1) in tile pixels, tile size) per group"
+def _accumulate(m:nn.GroupNorm|PeakScale, x:torch.Tensor, stats:dict, core:tuple):
+    "Add the count, sum and sum of squares per group (a `PeakScale`: the peaks) of `x` over `core` (tile pixels, size)"
     n, c, h, w = x.shape
     (y0, y1, x0, x1), (th, tw) = core
     sy, sx = 2 ** round(math.log2(th / h)), 2 ** round(math.log2(tw / w))  # tile input / feature map: 1, 2, 4 (unet)
-    r = x[..., y0 // sy:-(-y1 // sy), x0 // sx:-(-x1 // sx)].double().reshape(n, m.num_groups, -1)
+    x = x[..., y0 // sy:-(-y1 // sy), x0 // sx:-(-x1 // sx)]
+    if isinstance(m, PeakScale):
+        p = m.peaks(x).cpu()
+        stats[m] = p if m not in stats else torch.maximum(stats[m], p)
+        return
+    r = x.double().reshape(n, m.num_groups, -1)
     zeros = lambda: torch.zeros(m.num_groups, dtype=torch.float64)
     acc = stats.setdefault(('acc', m), [0.0, zeros(), zeros()])
     acc[0] += r.shape[-1]; acc[1] += r.sum((0, 2)).cpu(); acc[2] += (r * r).sum((0, 2)).cpu()
@@ -163,6 +169,7 @@ def _patched_norms(norms:list, stats:dict, collect=None, core=None):
             if m is collect:
                 _accumulate(m, x, stats, core)
                 raise _Collected()
+            if isinstance(m, PeakScale): return type(m).forward(m, x, stats[m].to(x.device))
             mean, var = stats[m]
             return group_norm_stats(x, m, mean.to(x.device), var.to(x.device))
         return forward
@@ -205,7 +212,7 @@ def _local(core:tuple, win:tuple) -> tuple:
 
 # %% ../nbs/05_infer.ipynb #9228b9e5
 def _norm_passes(model:nn.Module, norms:list, tiles:list, window, bar) -> dict:
-    "Whole-image (mean, var) of each of `norms`: one pass over `tiles` per norm; `window(win)` gives a tile's input"
+    "Whole-image (mean, var) (a `PeakScale`: peaks) of each of `norms`, one pass over `tiles` each; `window(win)`: input"
     stats = {}
     for m in norms:
         for core, win in tiles:
@@ -214,6 +221,7 @@ def _norm_passes(model:nn.Module, norms:list, tiles:list, window, bar) -> dict:
                 try: model(x)
                 except _Collected: pass
             bar.update()
+        if isinstance(m, PeakScale): continue  # its peaks are complete
         n, s, s2 = stats.pop(('acc', m))
         mean = s / n
         stats[m] = (mean, (s2 / n - mean * mean).clamp_min(0))

@@ -18,9 +18,9 @@ from .imaging import psnr, to_float, to_uint8
 from .sources import load_sample_images
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'MaxNorm', 'Clamp', 'Sigmoid', 'linear_path',
-           'FilterNet', 'UNetFilterNet', 'resolve_output_norm', 'build_model', 'count_params', 'count_flops',
-           'receptive_field', 'photo_psnr']
+__all__ = ['ACTIVATIONS', 'SquaredReLU', 'register_activation', 'FilterBlock', 'PeakScale', 'MaxNorm', 'Clamp', 'Sigmoid',
+           'linear_path', 'FilterNet', 'UNetFilterNet', 'resolve_output_norm', 'build_model', 'count_params',
+           'count_flops', 'receptive_field', 'photo_psnr']
 
 # %% ../nbs/03_model.ipynb #ae0a4069
 class SquaredReLU(nn.Module):
@@ -45,24 +45,51 @@ for _name, _cls in {'relu': nn.ReLU, 'leaky_relu': nn.LeakyReLU, 'squared_relu':
 
 # %% ../nbs/03_model.ipynb #f028bf44
 class FilterBlock(nn.Module):
-    "Residual block: norm and conv (either order), activation, learnable branch/skip scales"
+    "Residual block: norm (and `PeakScale` for `norm: peak`) and conv (either order), activation, branch/skip scales"
     def __init__(self, config:ModelConfig, # the `model` section of the config
                 ):
         super().__init__()
         c, k = config.capacity, config.kernel_size
         self.flip, self.rezero, self.reskip = config.flip_conv_norm, config.rezero, config.reskip
         self.conv = nn.Conv2d(c, c, k, padding=k // 2, padding_mode=config.padding_mode)
-        self.norm = nn.GroupNorm(1, c) if config.norm == 'group' else nn.Identity()
+        self.norm = nn.GroupNorm(1, c) if config.norm in ('group', 'peak') else nn.Identity()
+        self.peak = PeakScale(c) if config.norm == 'peak' else None
         self.act = ACTIVATIONS[config.activation]()
         self.alfa = nn.Parameter(torch.ones(1, c, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
 
+    def normed(self, x:torch.Tensor) -> torch.Tensor:
+        "The norm of `x`, scaled by its channel peaks under `norm: peak`"
+        y = self.norm(x)
+        return y if self.peak is None else self.peak(y)
+
     def forward(self, x):
-        y = self.conv(self.norm(x)) if self.flip else self.norm(self.conv(x))
+        y = self.conv(self.normed(x)) if self.flip else self.normed(self.conv(x))
         y = self.act(y)
         if self.rezero: y = self.alfa * y
         if self.reskip: return y + self.beta * x
         return y + x if self.rezero else y
+
+# %% ../nbs/03_model.ipynb #49e9c4f7
+class PeakScale(nn.Module):
+    "Each channel times exp(`mix`(log of every channel's whole-image peak magnitude)); `mix` starts at zero"
+    def __init__(self, c:int, # channels
+                 floor:float=1e-3, # a peak below it counts as it (a flat channel)
+                ):
+        super().__init__()
+        self.floor, self.mix = floor, nn.Linear(c, c)
+        nn.init.zeros_(self.mix.weight); nn.init.zeros_(self.mix.bias)
+
+    def peaks(self, y:torch.Tensor, # N,C,H,W
+             ) -> torch.Tensor: # N,C: each channel's largest magnitude over the picture
+        "The statistic `forward` uses when it is given none (without gradient, as a norm's statistics)"
+        with torch.no_grad(): return y.abs().amax((-2, -1))
+
+    def forward(self, y:torch.Tensor, # N,C,H,W normed features
+                peak:Optional[torch.Tensor]=None, # N,C whole-picture peaks (None: `y`'s own)
+               ) -> torch.Tensor:
+        p = self.peaks(y) if peak is None else peak
+        return y * self.mix(p.clamp_min(self.floor).log()).exp()[..., None, None]
 
 # %% ../nbs/03_model.ipynb #9470147d
 class MaxNorm(nn.Module):
@@ -239,6 +266,7 @@ def count_flops(model:nn.Module|ModelConfig, # a model, or the config to build o
         elif isinstance(m, nn.Identity): pass
         elif isinstance(m, _Up): total += 2 * n  # gate and skip
         elif isinstance(m, MaxNorm): total += 3 * n  # softplus, the maximum, the division
+        elif isinstance(m, PeakScale): total += 2 * n  # the peaks, the product (`mix` counts as a leaf)
         elif not list(m.children()): total += n
     hs = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:

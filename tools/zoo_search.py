@@ -41,6 +41,10 @@ VARIANTS = {  # recorded rows name their variant; sobel_canny_5's older rows nam
                                       'model.num_layers=6'],
     # sobel_canny_5 on top of the plain 16x6 preset (2026-12-06): more reach for hysteresis
     'plain 16x8': ['model.num_layers=8'],
+    # sobel_canny_5 (2026-12-06): every block also scales its channels by the picture's channel peaks (the global
+    # scale that Canny's thresholds on a max-scaled gradient depend on)
+    'peak': ['model.norm=peak'],
+    'peak 16x8': ['model.norm=peak', 'model.num_layers=8'],
 }
 
 def run(filt, variant, seed, steps, anneal=True, keep=None, threads=1):
