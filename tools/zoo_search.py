@@ -45,6 +45,7 @@ VARIANTS = {  # recorded rows name their variant; sobel_canny_5's older rows nam
     # scale that Canny's thresholds on a max-scaled gradient depend on)
     'peak': ['model.norm=peak'],
     'peak 16x8': ['model.norm=peak', 'model.num_layers=8'],
+    'capacity 24': ['model.capacity=24'],  # a wider network: 24 channels in each of the preset's 6 blocks
 }
 
 def run(filt, variant, seed, steps, anneal=True, keep=None, threads=1):
