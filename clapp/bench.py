@@ -51,6 +51,7 @@ class BenchPlan:
     inference_sizes: tuple = (224, 2048)  # square picture sides timed for inference
     valid_interval: int = 50  # steps between validations in quality runs (they only log: the stop rule is off)
     stop_seeds: tuple = (0,)  # seeds timed to the stop rule (each in a fresh process; the figure is their median)
+    quality_seeds: tuple = (0,)  # seeds of the from-scratch quality runs (each score is their median)
     huge_size: int = 0        # side of a second, larger tiled picture: its time and memory, no goal (0: none)
 
 # %% ../nbs/09_bench.ipynb #1566d836
@@ -58,7 +59,7 @@ PLANS = {'quick': BenchPlan('quick', quality_steps=300, quality_seconds=12, stop
                             buffer_pairs=300, repeats=2, memory_steps=5, memory_valid_pairs=1000, tiled_size=2048),
          'full': BenchPlan('full', quality_steps=0, quality_seconds=300, stop_seconds=60, train_steps=300,
                            buffer_pairs=3000, repeats=5, memory_steps=20, memory_valid_pairs=8000, tiled_size=8192,
-                           stop_seeds=(0, 1, 2, 3, 4), huge_size=16384)}
+                           stop_seeds=(0, 1, 2, 3, 4), quality_seeds=(0, 1, 2), huge_size=16384)}
 
 # %% ../nbs/09_bench.ipynb #f475e5eb
 def filter_config(name:str, # a registered filter, e.g. `sobel_3`
@@ -88,8 +89,7 @@ class _Clock(Callback):
         now = time.perf_counter()
         self.times.append(now); self.step_times.append(now - self._ts)
         if now - self.t0 > self.seconds and not self.cut: self.cut = True; trainer.stop()
-    @property
-    def steps(self): return len(self.times)
+    steps = property(lambda self: len(self.times))  # steps run so far
 
 # %% ../nbs/09_bench.ipynb #e76a5832
 def _quality_grid(model:torch.nn.Module, name:str, n:int=2) -> np.ndarray:
@@ -103,28 +103,33 @@ def _recipe(name:str) -> tuple:
     return (e.preset, list(e.overrides), e.edges) if e else ('samples', [], None)
 
 # %% ../nbs/09_bench.ipynb #fdcf02c8
+def _scratch_run(name:str, cfg:Config, plan:BenchPlan, edges:bool) -> tuple:
+    "A run of `cfg` from scratch, cut at `plan.quality_seconds`: (its mean scores on the photos and time; the model)"
+    clock, t0 = _Clock(plan.quality_seconds), time.perf_counter()
+    with tempfile.TemporaryDirectory() as d: model = train(cfg, out_dir=d, callbacks=[clock], progress=False).model
+    secs, model = round(time.perf_counter() - t0, 2), model.cpu().eval(); rows = photo_scores(model, name, edges=edges)
+    return dict(seed=cfg.seed, **mean_scores(rows), steps=clock.steps, seconds=secs, cut_by_time=clock.cut,
+                photos=len(rows)), model
+
 def bench_quality(name:str, # the filter to learn
                   plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
                   out=None, # folder for the comparison grid PNG (None: no grid)
                   prefix:str='bench', # start of the grid's file name
                  ) -> dict:
-    "Operator `name`: a model trained from scratch for `plan`'s budget, and its zoo model, scored on held-out photos"
-    preset, over, edges = _recipe(name)
-    stages = load_config(preset, over).num_resolutions
+    "Operator `name`: from-scratch models (`plan`'s budget, one per seed: median scores) and its zoo model"
+    preset, over, edges = _recipe(name); stages = load_config(preset, over).num_resolutions
     over += _budget_overrides(plan.quality_steps, stages) if plan.quality_steps else ['train.stop_l2_loss=1e-12']
-    cfg = filter_config(name, preset, over + [f'train.validation_interval={plan.valid_interval}'])
     if edges is None: edges = bool(np.isin(np.unique(get_filter(name)(sample_picture(64))), (0, 255)).all())
-    clock = _Clock(plan.quality_seconds)
-    with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter(); res = train(cfg, out_dir=d, callbacks=[clock], progress=False)
-        seconds = time.perf_counter() - t0
-    model = res.model.cpu().eval(); rows = photo_scores(model, name, edges=edges)
-    row = dict(mean_scores(rows), steps=clock.steps, seconds=round(seconds, 2), cut_by_time=clock.cut,
-               params=count_params(model), photos=len(rows), preset=preset, overrides=over,
-               load_avg=[round(x, 2) for x in os.getloadavg()],
+    runs, models = zip(*[_scratch_run(name, filter_config(name, preset, over + [
+        f'train.validation_interval={plan.valid_interval}', f'seed={s}']), plan, edges) for s in plan.quality_seeds])
+    mid = sorted(range(len(runs)), key=lambda i: runs[i]['f1' if edges else 'psnr'])[(len(runs) - 1) // 2]  # median run
+    row = dict({k: float(np.median([r[k] for r in runs])) for k in ('psnr', 'ssim', 'f1', 'f1_1px') if k in runs[0]},
+               **{k: runs[mid][k] for k in ('steps', 'seconds', 'photos')}, params=count_params(models[mid]),
+               cut_by_time=any(r['cut_by_time'] for r in runs), preset=preset, overrides=over, runs=list(runs),
+               seeds=list(plan.quality_seeds), load_avg=[round(x, 2) for x in os.getloadavg()],
                zoo=mean_scores(photo_scores(zoo.load(name), name, edges=edges)) if name in zoo.names() else None)
-    if out is not None:
-        row['grid'] = write_image(Path(out)/f'{prefix}_grid_{name}.png', _quality_grid(model, name), palette=256).name
+    if out is not None: row['grid'] = write_image(Path(out)/f'{prefix}_grid_{name}.png',
+                                                  _quality_grid(models[mid], name), palette=256).name
     return row
 
 # %% ../nbs/09_bench.ipynb #29a836f1
@@ -168,8 +173,7 @@ def time_to_stop(config='samples', # a `Config`, preset name, YAML path or dict
     cfg = load_config(config, list(overrides))
     if fresh_process: return _time_to_stop_child(cfg, max_seconds, deterministic)
     t0 = time.time() if start_time is None else start_time
-    setup_s = time.time() - t0
-    watch = _StopWatch(t0, max_seconds)
+    setup_s, watch = time.time() - t0, _StopWatch(t0, max_seconds)
     with tempfile.TemporaryDirectory() as d:
         res = train(cfg, out_dir=Path(d)/'run', callbacks=[watch], progress=False, deterministic=deterministic,
                     start_time=t0)

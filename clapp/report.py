@@ -162,25 +162,37 @@ def _goal_cells(goals:list) -> list:
 
 def _f1s(s:dict) -> str: return f"{_f(s.get('f1'), 3)} / {_f(s.get('f1_1px'), 3)}" if s.get('f1') is not None else '–'
 
+def _seed_line(name:str, runs:list) -> str:
+    "One operator's from-scratch runs, seed by seed"
+    each = [_f1s(r) if r.get('f1') is not None else f"{_f(r['psnr'], 2)} dB" for r in runs]
+    kind = ' (edge F1 exact / 1 px)' if runs[0].get('f1') is not None else ''
+    return f"- `{name}`, seeds {', '.join(str(r['seed']) for r in runs)}: {', '.join(each)}{kind}"
+
 def _quality_md(report) -> list:
-    "The quality section: per operator, its zoo model and the run trained from scratch"
-    p, rows = report['plan'], []
+    "The quality section: per operator, its zoo model and the runs trained from scratch (their median)"
+    p, rows, seeds = report['plan'], [], []
     for name, q in report['quality'].items():
         if q.get('zoo'):
             z = q['zoo']
             rows.append([f'`{name}`', 'zoo model', '–', '–', _f(z['psnr'], 2), _f(z['ssim'], 3), _f1s(z),
                          *_goal_cells(_quality_goals_of(report, name, True))])
-        rows.append([f'`{name}`', 'from scratch', _f(q['steps']) + (' (time cap)' if q.get('cut_by_time') else ''),
+        runs = q.get('runs', [])  # reports before 2026-12-06 trained one seed and kept no `runs`
+        rows.append([f'`{name}`', f'from scratch, median of {len(runs)} seeds' if len(runs) > 1 else 'from scratch',
+                     _f(q['steps']) + (' (time cap)' if q.get('cut_by_time') else ''),
                      _f(q['seconds']), _f(q['psnr'], 2), _f(q['ssim'], 3), _f1s(q),
                      *_goal_cells(_quality_goals_of(report, name, False))])
+        if len(runs) > 1: seeds.append(_seed_line(name, runs))
     n = next((q['photos'] for q in report['quality'].values() if 'photos' in q), 4)
     steps = f"{p['quality_steps']:,} steps" if p['quality_steps'] else "the recipe's steps"
+    per = (f", once per seed ({len(p['quality_seeds'])} seeds: each score is the median over them, the steps and "
+           "seconds are the median run's)" if len(p.get('quality_seeds', [0])) > 1 else '')
     return ['', '### Quality', '', f"Each operator's zoo model (`clapp.zoo`), and a model trained from scratch with the "
-            f"operator's zoo recipe for at most {p['quality_seconds']:g} s and {steps}, "
+            f"operator's zoo recipe for at most {p['quality_seconds']:g} s and {steps}{per}, "
             f"both scored on the {n} held-out whole photos of the `samples` validation split at full size "
             "(`clapp.scores.photo_scores`).", '',
             *_table(['filter', 'model', 'steps', 'train s', 'PSNR (dB)', 'SSIM', 'edge F1 (exact / 1 px)', 'goal', ''],
-                    rows)]
+                    rows),
+            *(['', 'The runs from scratch, seed by seed:', '', *seeds] if seeds else [])]
 
 # %% ../nbs/09a_report.ipynb #d52068dd
 def _speed_md(report) -> list:
