@@ -164,9 +164,10 @@ def _f1s(s:dict) -> str: return f"{_f(s.get('f1'), 3)} / {_f(s.get('f1_1px'), 3)
 
 def _seed_line(name:str, runs:list) -> str:
     "One operator's from-scratch runs, seed by seed"
-    each = [_f1s(r) if r.get('f1') is not None else f"{_f(r['psnr'], 2)} dB" for r in runs]
-    kind = ' (edge F1 exact / 1 px)' if runs[0].get('f1') is not None else ''
-    return f"- `{name}`, seeds {', '.join(str(r['seed']) for r in runs)}: {', '.join(each)}{kind}"
+    edges = runs[0].get('f1') is not None
+    each = ', '.join(_f1s(r) if edges else f"{_f(r['psnr'], 2)} dB" for r in runs)
+    seeds = ', '.join(str(r['seed']) for r in runs)
+    return f"- `{name}`, seeds {seeds}: {each}" + (' (edge F1 exact / 1 px)' if edges else '')
 
 def _quality_md(report) -> list:
     "The quality section: per operator, its zoo model and the runs trained from scratch (their median)"
