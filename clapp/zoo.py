@@ -125,7 +125,7 @@ def entry_record(entry:ZooEntry, # the recipe the model was trained by
                  out=None, # folder that receives `<name>.pt` (default: the package's zoo folder)
                  overrides=(), # the overrides given on top of the entry's own
                 ) -> dict:
-    "Score `model` on the held-out photos and save its weights as the zoo's `entry`; its index record"
+    "Save `model` as the zoo's `entry` and score it as `load` gives it, on the held-out photos; its index record"
     p = save_checkpoint(Path(out or ZOO_DIR)/f'{entry.name}.pt', model.cpu().eval(), config=cfg, step=steps)
     rows = photo_scores(load_model(p), entry.filter, edges=entry.edges)   # what `load` will give, scored
     return dict(filter=entry.filter, preset=entry.preset, overrides=[*entry.overrides, *entry.zoo_only, *overrides],
