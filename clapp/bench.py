@@ -253,8 +253,7 @@ def _onnx_session(model:torch.nn.Module):
 def bench_inference(plan:BenchPlan, # the budgets (`PLANS['quick']` or `PLANS['full']`)
                    ) -> dict:
     "The network's size and cost, and rows of Mpixel/s for model, predict, ONNX Runtime, cv2 and torch `sobel_3`"
-    f, rows = get_filter('sobel_3'), []
-    model = build_model(load_config(None).model).eval()
+    f, rows, model = get_filter('sobel_3'), [], build_model(load_config(None).model).eval()
     ort = _onnx_session(model)
     def row(impl, dev, size, secs):
         rows.append(dict(impl=impl, device=dev, size=size, seconds=secs, mpix_per_s=size * size / 1e6 / secs))
@@ -384,15 +383,14 @@ def _steps(plan:BenchPlan, secs:list, filters, out, prefix:str) -> list:
 # %% ../nbs/09_bench.ipynb #f7b11cf8
 def _merge(old:dict, new:dict) -> dict:
     "Report `old` with the sections and steps `new` measured put in (for `update`); other figures are kept"
-    rep = {**old, 'machine': new['machine'], 'plan': new['plan'], 'seconds': new['seconds'],
-           'load_avg_end': new['load_avg_end']}
+    rep = {**old, **{k: new[k] for k in ('machine', 'plan', 'seconds', 'load_avg_end', 'ran')}}
     rep['sections'] = [s for s in SECTIONS if s in old.get('sections', []) or s in new['sections']]
     for part in ('quality', 'speed', 'memory'): rep[part] = {**old.get(part, {}), **new[part]}
     rep['errors'] = {**{k: v for k, v in old.get('errors', {}).items() if k not in new['ran']}, **new['errors']}
     before = old.get('measured') or {s: dict(date=old['machine']['date'], load_avg=old['machine']['load_avg'])
                                      for s in old.get('sections', [])}   # a report from before `measured` existed
-    rep['measured'] = {**before, **new['measured']}
-    rep['ran'] = new['ran']
+    again = lambda k: k.split('.')[0] in new['measured']   # a whole section measured again: its per-filter dates go
+    rep['measured'] = {**{k: v for k, v in before.items() if not again(k)}, **new['measured']}
     return rep
 
 def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the full one
@@ -411,9 +409,10 @@ def run_bench(quick:bool=False, # the quick plan (CI, minutes) instead of the fu
     if update and not old.exists(): raise FileNotFoundError(f'bench: nothing to update, {old} does not exist; '
                                                             'run without --update first')
     machine = machine_info()
+    stamp, dated = dict(date=machine['date'], load_avg=machine['load_avg']), [f'quality.{f}' for f in filters or []]
     report = dict(schema=1, mode=plan.mode, machine=machine, plan=asdict(plan), sections=secs,
-                  quality={}, speed={}, memory={}, errors={}, ran=[],
-                  measured={s: dict(date=machine['date'], load_avg=machine['load_avg']) for s in secs})
+                  quality={}, speed={}, memory={}, errors={}, ran=[],   # a run of chosen filters dates their rows alone
+                  measured={k: stamp for k in [s for s in secs if s != 'quality' or not filters] + dated})
     steps, t_all = _steps(plan, secs, filters, out, prefix), time.perf_counter()
     if progress: print(f"bench, {plan.mode} plan: {', '.join(s[0] for s in steps)} ({len(steps)} in all); "
                        f"the report goes to {out}/{prefix}.*" + (' (updated)' if update else ''), flush=True)
