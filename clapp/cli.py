@@ -185,7 +185,7 @@ _BENCH_ONLY = 'sections (quality, stop, train, buffer, inference, memory) and/or
 def clapp_bench(only:Param(_BENCH_ONLY, str, nargs='*', opt=False)=None, # sections and/or filter names (none: all)
                 quick:bool=False, # the quick plan (CI, a few minutes on two cores)
                 out:str='results', # folder for bench.json, bench.md and the plots (the project's own: images)
-                update:bool=False, # re-measure only the sections named, keeping the others of the report in `out`
+                update:bool=False, # re-measure only the sections and filters named; keep the rest of the report
                ):
     "Run the benchmark suite: quality per filter, time to the stop rule, throughput, memory"
     def go():
