@@ -267,14 +267,13 @@ def report_markdown(report:dict, # a report as `clapp.bench.run_bench` makes it
              f"Load average {' / '.join(map(str, m['load_avg']))} at the start, "
              f"{' / '.join(map(str, report.get('load_avg_end', [])))} at the end; "
              f"{report.get('seconds', '?')} s in all."]
-    dates = report.get('measured', {})   # section (or `quality.<filter>`, a row measured alone) -> when
+    dates = report.get('measured', {})   # section, or `quality.<filter>` for a row measured alone -> when
     if len({m['date'] for m in dates.values()}) > 1:   # sections of runs at different times
         lines += ['', 'Sections measured by different runs (`clapp_bench --update`):', '']
-        part = lambda k: (SECTIONS.index(k.split('.')[0]) if k.split('.')[0] in SECTIONS else len(SECTIONS), '.' in k)
-        lines += [f"- {k}{' (its other rows)' if any(j.startswith(k + '.') for j in dates) else ''}: "
-                  f"{mm['date'][:16].replace('T', ' ')}, load average "
-                  f"{' / '.join(map(str, mm['load_avg']))} at its start" for k, mm in sorted(dates.items(),
-                                                                                          key=lambda kv: part(kv[0]))]
+        for k in sorted(dates, key=lambda k: (SECTIONS.index(k.split('.')[0]), '.' in k)):  # rows after their section
+            rest = ' (its other rows)' if any(j.startswith(k + '.') for j in dates) else ''
+            lines.append(f"- {k}{rest}: {dates[k]['date'][:16].replace('T', ' ')}, load average "
+                         f"{' / '.join(map(str, dates[k]['load_avg']))} at its start")
     if report['quality']: lines += _quality_md(report)
     lines += _speed_md(report) + _inference_md(report) + _memory_md(report)
     goals = [[g['label'], _f(g['value'], 3 if g['target'] < 1 else 2), f"{g['op']} {g['target']:g}", _mark(g['met'])]
